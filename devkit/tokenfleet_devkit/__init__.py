@@ -1,0 +1,1 @@
+"""tokenfleet developer kit: the `tokenfleet` CLI (local cluster, demo, benchmarks, simulator)."""

@@ -1,0 +1,186 @@
+"""`tokenfleet cluster up|down|status|kubeconfig`: kwokctl's binary runtime fed with our own builds.
+
+kwokctl starts etcd, kube-apiserver (RBAC and admission on, service accounts working),
+kube-controller-manager, kube-scheduler and kwok-controller on 127.0.0.1 as plain processes and
+writes a kubeconfig. Every binary comes from `build.py`; nothing is downloaded, so it runs offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tokenfleet_devkit.cluster import build, topology
+from tokenfleet_devkit.cluster import versions as v
+from tokenfleet_devkit.launcher import daemon
+
+CLUSTER_NAME = "tokenfleet"
+Say = Callable[[str], None]
+
+# kwok's own stage definitions, read from its module source (present once kwok is built).
+_KWOK_STAGE_FILES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be started, reached or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    name: str
+    state: Path
+    kubeconfig: Path
+    kwok_config: Path
+    workdir: Path
+    bin: Path
+
+    @classmethod
+    def default(cls, name: str = CLUSTER_NAME) -> Paths:
+        """Each named cluster has its own state; the test suite uses its own name."""
+        state = v.cache_dir() / "clusters" / name
+        return cls(
+            name=name,
+            state=state,
+            kubeconfig=state / "kubeconfig",
+            kwok_config=state / "kwok.yaml",
+            workdir=v.cache_dir() / "kwok",
+            bin=v.bin_dir(),
+        )
+
+
+def _env(paths: Paths) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        KWOK_WORKDIR=str(paths.workdir),
+        KWOK_KUBE_VERSION=v.KUBERNETES,
+        KWOK_RUNTIME="binary",
+        KWOK_ETCD_BINARY=str(paths.bin / "etcd"),
+        KWOK_KUBE_APISERVER_BINARY=str(paths.bin / "kube-apiserver"),
+        KWOK_KUBE_CONTROLLER_MANAGER_BINARY=str(paths.bin / "kube-controller-manager"),
+        KWOK_KUBE_SCHEDULER_BINARY=str(paths.bin / "kube-scheduler"),
+        KWOK_KWOK_CONTROLLER_BINARY=str(paths.bin / "kwok"),
+        KWOK_KUBECTL_BINARY=str(paths.bin / "kubectl"),
+        PATH=f"{paths.bin}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
+
+
+def _kwok_module_dir() -> Path:
+    out = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip()) / "sigs.k8s.io" / f"kwok@{v.KWOK}"
+
+
+def _kwok_stages() -> list[dict[str, object]]:
+    root = _kwok_module_dir()
+    missing = [f for f in _KWOK_STAGE_FILES if not (root / f).exists()]
+    if missing:
+        subprocess.run(["go", "mod", "download", f"sigs.k8s.io/kwok@{v.KWOK}"], cwd=v.cache_dir(), check=False,
+                       env={**os.environ, "GOFLAGS": "-mod=mod"}, capture_output=True)
+    return [yaml.safe_load((root / f).read_text()) for f in _KWOK_STAGE_FILES]
+
+
+def _kwokctl(paths: Paths, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(paths.bin / "kwokctl"), "--name", paths.name, *args],
+                          env=_env(paths), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise ClusterError(f"kwokctl {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return proc
+
+
+def kubectl(paths: Paths, *args: str, input: str | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(paths.bin / "kubectl"), "--kubeconfig", str(paths.kubeconfig), *args],
+                          input=input, capture_output=True, text=True, env=_env(paths))
+    if check and proc.returncode != 0:
+        raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def is_running(paths: Paths) -> bool:
+    if not paths.kubeconfig.exists() or not (paths.bin / "kubectl").exists():
+        return False
+    return kubectl(paths, "get", "--raw", "/readyz", check=False).returncode == 0
+
+
+def up(say: Say = print, paths: Paths | None = None, launcher: bool = True) -> Paths:
+    """Build what is missing, start the control plane, add the GPU nodes and the pod launcher."""
+    paths = paths or Paths.default()
+    build.ensure_built(say)
+    if is_running(paths):
+        say(f"cluster already running; kubeconfig: {paths.kubeconfig}")
+        if launcher and not daemon.is_running(paths.state):
+            daemon.start(paths.kubeconfig, paths.state)
+        return paths
+    started = time.monotonic()
+    paths.state.mkdir(parents=True, exist_ok=True)
+    docs = topology.config_documents(_kwok_stages())
+    paths.kwok_config.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    _kwokctl(paths, "delete", "cluster", check=False)  # leftovers of a crashed run
+    say(f"starting etcd, kube-apiserver {v.KUBERNETES}, controller-manager, scheduler, kwok")
+    _kwokctl(paths, "create", "cluster", "--runtime", "binary", "--kube-authorization", "--kube-admission",
+             "--config", str(paths.kwok_config), "--kubeconfig", str(paths.kubeconfig),
+             "--wait", "90s", "--timeout", "120s", "--quiet-pull")
+    say(f"control plane ready in {time.monotonic() - started:.1f}s; adding fake GPU nodes")
+    add_nodes(paths, topology.gpu_nodes())
+    wait_nodes_ready(paths, len(topology.gpu_nodes()))
+    if launcher:
+        pid = daemon.start(paths.kubeconfig, paths.state)
+        say(f"pod launcher running (pid {pid}); pod logs under {paths.state / 'pods'}")
+    say(f"cluster up in {time.monotonic() - started:.1f}s; kubeconfig: {paths.kubeconfig}")
+    return paths
+
+
+def add_nodes(paths: Paths, nodes: list[dict[str, object]]) -> None:
+    body = yaml.safe_dump_all(nodes, sort_keys=False)
+    kubectl(paths, "apply", "--server-side", "--field-manager", "tokenfleet-cluster", "-f", "-", input=body)
+
+
+def wait_nodes_ready(paths: Paths, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = kubectl(paths, "get", "nodes", "-l", "type=kwok", "-o", "json", check=False)
+        if out.returncode == 0:
+            ready = sum(
+                1
+                for n in json.loads(out.stdout)["items"]
+                for c in n["status"].get("conditions", [])
+                if c["type"] == "Ready" and c["status"] == "True"
+            )
+            if ready >= count:
+                return
+        time.sleep(0.5)
+    raise ClusterError(f"fake GPU nodes not Ready within {timeout:.0f}s")
+
+
+def down(say: Say = print, paths: Paths | None = None) -> None:
+    paths = paths or Paths.default()
+    if not (paths.bin / "kwokctl").exists():
+        say("nothing to stop: the control plane was never built")
+        return
+    daemon.stop(paths.kubeconfig, paths.state)
+    _kwokctl(paths, "delete", "cluster", check=False)
+    paths.kubeconfig.unlink(missing_ok=True)
+    say("cluster down")
+
+
+def status(paths: Paths | None = None) -> str:
+    paths = paths or Paths.default()
+    if not is_running(paths):
+        return "cluster: not running"
+    nodes = kubectl(paths, "get", "nodes", "-L", topology.GPU_PRODUCT_LABEL, "-o", "wide").stdout
+    version = kubectl(paths, "version", "-o", "json").stdout
+    server = json.loads(version).get("serverVersion", {}).get("gitVersion", "?")
+    return f"cluster: running (Kubernetes {server})\nkubeconfig: {paths.kubeconfig}\n{nodes}"

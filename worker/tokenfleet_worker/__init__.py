@@ -1,0 +1,1 @@
+"""tokenfleet worker: a batched PyTorch decode engine behind an OpenAI-compatible API."""

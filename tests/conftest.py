@@ -37,16 +37,25 @@ class Cluster:
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": f"{self.bin}:{os.environ['PATH']}"}
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(self.bin / "kubectl"), *args], input=input, capture_output=True, text=True,
-                              env=self.env(), timeout=120)
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.bin / "kubectl"), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=120,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(self.bin / "helm"), *args], capture_output=True, text=True, env=self.env(),
-                              timeout=300)
+        proc = subprocess.run(
+            [str(self.bin / "helm"), *args], capture_output=True, text=True, env=self.env(), timeout=300
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
         return proc

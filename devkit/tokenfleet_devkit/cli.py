@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable
 
@@ -57,7 +58,9 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     cluster = sub.add_parser("cluster", help="local Kubernetes control plane with fake GPU nodes")
     cluster.add_argument("action", choices=["up", "down", "status", "kubeconfig", "build"])
-    cluster.add_argument("--no-launcher", action="store_true", help="do not run fleet pods as local processes")
+    cluster.add_argument(
+        "--no-launcher", action="store_true", help="do not run fleet pods as local processes"
+    )
     bench = sub.add_parser("bench", help="benchmarks: print a table and write results/<name>.json")
     bench.add_argument("name", help=f"one of: {', '.join(BENCHMARKS)}")
     for name, (_, text) in DELEGATED.items():

@@ -9,8 +9,16 @@ pytestmark = pytest.mark.unit
 
 
 def test_load_report_round_trips_and_ignores_unknown_keys() -> None:
-    report = LoadReport(waiting=3, running=8, kv_cache_usage=0.5, free_blocks=10, total_blocks=20,
-                        tokens_in_flight=4096, max_num_seqs=64, draining=True)
+    report = LoadReport(
+        waiting=3,
+        running=8,
+        kv_cache_usage=0.5,
+        free_blocks=10,
+        total_blocks=20,
+        tokens_in_flight=4096,
+        max_num_seqs=64,
+        draining=True,
+    )
     data = report.to_dict() | {"added_in_a_later_version": 1}
     assert LoadReport.from_dict(data) == report
 
@@ -19,7 +27,9 @@ def test_metric_names_follow_prometheus_conventions() -> None:
     names = {k: v for k, v in vars(metric_names).items() if k.isupper() and k != "PREFIX"}
     assert all(v.startswith("tokenfleet_") for v in names.values())
     assert metric_names.KV_CACHE_USAGE.endswith("_ratio")
-    assert all(v.endswith("_seconds") for k, v in names.items() if k in {"TTFT", "ITL", "TPOT", "E2E_LATENCY"})
+    assert all(
+        v.endswith("_seconds") for k, v in names.items() if k in {"TTFT", "ITL", "TPOT", "E2E_LATENCY"}
+    )
     assert len(set(names.values())) == len(names), "two constants share a metric name"
 
 

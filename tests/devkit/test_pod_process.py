@@ -55,8 +55,10 @@ def test_downward_api_env_and_args_expand_to_the_pod_ip() -> None:
 
 def test_named_probe_port_resolves_through_container_ports() -> None:
     spec = process_spec(
-        pod(ports=[{"name": "http", "containerPort": 8000}],
-            readinessProbe={"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 2}),
+        pod(
+            ports=[{"name": "http", "containerPort": 8000}],
+            readinessProbe={"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 2},
+        ),
         no_lookup,
         {},
     )

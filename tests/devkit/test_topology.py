@@ -13,7 +13,9 @@ def test_default_fleet_has_two_gpu_products_with_capacity() -> None:
     nodes = topology.gpu_nodes()
     products = {n["metadata"]["labels"][topology.GPU_PRODUCT_LABEL] for n in nodes}
     assert products == {"NVIDIA-H100-80GB-HBM3", "NVIDIA-L40S"}
-    by_product = {p: [n for n in nodes if n["metadata"]["labels"][topology.GPU_PRODUCT_LABEL] == p] for p in products}
+    by_product = {
+        p: [n for n in nodes if n["metadata"]["labels"][topology.GPU_PRODUCT_LABEL] == p] for p in products
+    }
     assert len(by_product["NVIDIA-H100-80GB-HBM3"]) == 4
     assert {n["status"]["capacity"]["nvidia.com/gpu"] for n in by_product["NVIDIA-H100-80GB-HBM3"]} == {"8"}
     assert {n["status"]["allocatable"]["nvidia.com/gpu"] for n in by_product["NVIDIA-L40S"]} == {"4"}
@@ -38,11 +40,13 @@ def test_kwok_pod_stages_exclude_launcher_pods_but_node_stages_are_untouched() -
     node_stage = {"spec": {"resourceRef": {"kind": "Node"}, "selector": {"matchExpressions": []}}}
     docs = topology.config_documents([pod_stage, node_stage])
     exprs = docs[-2]["spec"]["selector"]["matchExpressions"]
-    assert exprs == [{"key": f'.metadata.labels.["{topology.LOCAL_PROCESS_LABEL}"]', "operator": "DoesNotExist"}]
+    assert exprs == [
+        {"key": f'.metadata.labels.["{topology.LOCAL_PROCESS_LABEL}"]', "operator": "DoesNotExist"}
+    ]
     assert docs[-1]["spec"]["selector"]["matchExpressions"] == []
     ours = docs[1]
     assert ours["kind"] == "Stage"
-    assert {"key": f'.metadata.labels.["{topology.LOCAL_PROCESS_LABEL}"]', "operator": "Exists"} in ours["spec"][
-        "selector"
-    ]["matchExpressions"]
-    assert 'type: Ready, reason: ProcessStarting' in ours["spec"]["next"]["statusTemplate"]
+    assert {"key": f'.metadata.labels.["{topology.LOCAL_PROCESS_LABEL}"]', "operator": "Exists"} in ours[
+        "spec"
+    ]["selector"]["matchExpressions"]
+    assert "type: Ready, reason: ProcessStarting" in ours["spec"]["next"]["statusTemplate"]

@@ -47,7 +47,9 @@ def gpu_deployment(ns: str, name: str, gpus: int, product: str, replicas: int) -
                 "metadata": {"labels": {"app": name}},
                 "spec": {
                     "nodeSelector": {"nvidia.com/gpu.product": product},
-                    "containers": [{"name": "c", "image": "fake", "resources": {"limits": {"nvidia.com/gpu": gpus}}}],
+                    "containers": [
+                        {"name": "c", "image": "fake", "resources": {"limits": {"nvidia.com/gpu": gpus}}}
+                    ],
                 },
             },
         },
@@ -87,28 +89,40 @@ def test_gpu_pods_land_on_matching_nodes_and_oversized_ones_stay_unschedulable(c
 
         def unschedulable() -> bool:
             items = pods(cluster, ns, "app=huge")
-            conds = [c for p in items for c in p["status"].get("conditions", []) if c["type"] == "PodScheduled"]
+            conds = [
+                c for p in items for c in p["status"].get("conditions", []) if c["type"] == "PodScheduled"
+            ]
             return bool(conds) and conds[0]["status"] == "False" and conds[0]["reason"] == "Unschedulable"
 
         wait_for("the 16-GPU pod to be Unschedulable", unschedulable)
         assert pods(cluster, ns, "app=huge")[0]["status"]["phase"] == "Pending"
         # A fifth 4-GPU L40S pod cannot fit either: the scheduler counts GPUs, not just labels.
         cluster.kubectl("scale", "deployment/l40s", "-n", ns, "--replicas=5")
-        wait_for("the fifth L40S pod to be Pending",
-                 lambda: sum(p["status"].get("phase") == "Pending" for p in pods(cluster, ns, "app=l40s")) == 1)
+        wait_for(
+            "the fifth L40S pod to be Pending",
+            lambda: sum(p["status"].get("phase") == "Pending" for p in pods(cluster, ns, "app=l40s")) == 1,
+        )
 
 
 def test_deleting_an_owner_garbage_collects_its_children(cluster: Cluster) -> None:
     with cluster.namespace("gc") as ns:
-        cluster.kubectl("apply", "-f", "-",
-                        input=yaml.safe_dump(gpu_deployment(ns, "owned", 1, "NVIDIA-H100-80GB-HBM3", 2)))
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=yaml.safe_dump(gpu_deployment(ns, "owned", 1, "NVIDIA-H100-80GB-HBM3", 2)),
+        )
         wait_for("2 owned pods", lambda: len(pods(cluster, ns, "app=owned")) == 2)
         rs = json.loads(cluster.kubectl("get", "rs", "-n", ns, "-o", "json").stdout)["items"]
         assert rs and rs[0]["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
         cluster.kubectl("delete", "deployment", "owned", "-n", ns, "--cascade=background")
-        wait_for("ReplicaSet and pods to be collected",
-                 lambda: not pods(cluster, ns, "app=owned")
-                 and not json.loads(cluster.kubectl("get", "rs", "-n", ns, "-o", "json").stdout)["items"])
+        wait_for(
+            "ReplicaSet and pods to be collected",
+            lambda: (
+                not pods(cluster, ns, "app=owned")
+                and not json.loads(cluster.kubectl("get", "rs", "-n", ns, "-o", "json").stdout)["items"]
+            ),
+        )
 
 
 def test_crd_applies_and_serves_custom_objects(cluster: Cluster) -> None:
@@ -120,17 +134,35 @@ def test_crd_applies_and_serves_custom_objects(cluster: Cluster) -> None:
             "group": "smoke.tokenfleet.io",
             "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
             "scope": "Namespaced",
-            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer", "minimum": 1}}}},
-            }}}],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"size": {"type": "integer", "minimum": 1}},
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(crd))
     cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.smoke.tokenfleet.io", "--timeout=30s")
     with cluster.namespace("crd") as ns:
-        ok = {"apiVersion": "smoke.tokenfleet.io/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": ns},
-              "spec": {"size": 2}}
+        ok = {
+            "apiVersion": "smoke.tokenfleet.io/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w", "namespace": ns},
+            "spec": {"size": 2},
+        }
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(ok))
         bad = {**ok, "metadata": {"name": "bad", "namespace": ns}, "spec": {"size": 0}}
         refused = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(bad), check=False)
@@ -207,6 +239,14 @@ def test_launched_pods_talk_to_the_api_as_their_service_account(cluster: Cluster
         cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(pod))
         result = wait_for("the pod to call the API", lambda: out.exists() and out.read_text())
         assert result == "403", "the default service account must not read Secrets"
-        allowed = cluster.kubectl("auth", "can-i", "list", "secrets", "-n", ns,
-                                  f"--as=system:serviceaccount:{ns}:default", check=False)
+        allowed = cluster.kubectl(
+            "auth",
+            "can-i",
+            "list",
+            "secrets",
+            "-n",
+            ns,
+            f"--as=system:serviceaccount:{ns}:default",
+            check=False,
+        )
         assert allowed.stdout.strip() == "no"

@@ -68,7 +68,7 @@ def components() -> list[Component]:
             version=v.ETCD,
             packages=("go.etcd.io/etcd/server/v3/etcdmain",),
             main_go=(
-                "package main\n\nimport (\n\t\"os\"\n\n\t\"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\n"
+                'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
                 "func main() { etcdmain.Main(os.Args) }\n"
             ),
         ),
@@ -108,7 +108,9 @@ class BuildError(RuntimeError):
 
 def _write_wrapper(comp: Component, work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
-    go_mod = f"module tokenfleet.local/build/{comp.name}\n\ngo 1.26\n\nrequire {comp.module} {comp.version}\n\n"
+    go_mod = (
+        f"module tokenfleet.local/build/{comp.name}\n\ngo 1.26\n\nrequire {comp.module} {comp.version}\n\n"
+    )
     (work / "go.mod").write_text(go_mod + comp.go_mod_extra)
     (work / "go.sum").unlink(missing_ok=True)
     if comp.main_go:
@@ -132,6 +134,7 @@ def build_component(comp: Component, out: Path, say: Say) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in comp.binaries():
         os.replace(tmp / name, out / name)
+    shutil.rmtree(tmp, ignore_errors=True)
     took = time.monotonic() - started
     say(f"  {comp.name}: built in {took:.0f}s")
     with open(v.cache_dir() / "cold-steps.txt", "a") as record:  # shown in the CI timing summary

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 
@@ -71,11 +73,27 @@ def _env(paths: Paths) -> dict[str, str]:
         KWOK_KUBE_APISERVER_BINARY=str(paths.bin / "kube-apiserver"),
         KWOK_KUBE_CONTROLLER_MANAGER_BINARY=str(paths.bin / "kube-controller-manager"),
         KWOK_KUBE_SCHEDULER_BINARY=str(paths.bin / "kube-scheduler"),
-        KWOK_KWOK_CONTROLLER_BINARY=str(paths.bin / "kwok"),
+        KWOK_CONTROLLER_BINARY=str(paths.bin / "kwok"),
         KWOK_KUBECTL_BINARY=str(paths.bin / "kubectl"),
         PATH=f"{paths.bin}{os.pathsep}{env.get('PATH', '')}",
+        # Offline guard: should kwokctl ever try to download a binary, fail locally at once.
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        NO_PROXY="127.0.0.1,localhost",
     )
     return env
+
+
+def _binary_flags(paths: Paths) -> list[str]:
+    """Name every binary explicitly so kwokctl never reaches for a download."""
+    names = {
+        "etcd": "etcd",
+        "kube-apiserver": "kube-apiserver",
+        "kube-controller-manager": "kube-controller-manager",
+        "kube-scheduler": "kube-scheduler",
+        "kwok-controller": "kwok",
+    }
+    return [arg for flag, name in names.items() for arg in (f"--{flag}-binary", str(paths.bin / name))]
 
 
 def _kwok_module_dir() -> Path:
@@ -87,23 +105,38 @@ def _kwok_stages() -> list[dict[str, object]]:
     root = _kwok_module_dir()
     missing = [f for f in _KWOK_STAGE_FILES if not (root / f).exists()]
     if missing:
-        subprocess.run(["go", "mod", "download", f"sigs.k8s.io/kwok@{v.KWOK}"], cwd=v.cache_dir(), check=False,
-                       env={**os.environ, "GOFLAGS": "-mod=mod"}, capture_output=True)
+        subprocess.run(
+            ["go", "mod", "download", f"sigs.k8s.io/kwok@{v.KWOK}"],
+            cwd=v.cache_dir(),
+            check=False,
+            env={**os.environ, "GOFLAGS": "-mod=mod"},
+            capture_output=True,
+        )
     return [yaml.safe_load((root / f).read_text()) for f in _KWOK_STAGE_FILES]
 
 
 def _kwokctl(paths: Paths, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(paths.bin / "kwokctl"), "--name", paths.name, *args],
-                          env=_env(paths), capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(paths.bin / "kwokctl"), "--name", paths.name, *args],
+        env=_env(paths),
+        capture_output=True,
+        text=True,
+    )
     if check and proc.returncode != 0:
         raise ClusterError(f"kwokctl {' '.join(args)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
     return proc
 
 
-def kubectl(paths: Paths, *args: str, input: str | None = None, check: bool = True
-            ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(paths.bin / "kubectl"), "--kubeconfig", str(paths.kubeconfig), *args],
-                          input=input, capture_output=True, text=True, env=_env(paths))
+def kubectl(
+    paths: Paths, *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(paths.bin / "kubectl"), "--kubeconfig", str(paths.kubeconfig), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=_env(paths),
+    )
     if check and proc.returncode != 0:
         raise ClusterError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
     return proc
@@ -130,9 +163,25 @@ def up(say: Say = print, paths: Paths | None = None, launcher: bool = True) -> P
     paths.kwok_config.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     _kwokctl(paths, "delete", "cluster", check=False)  # leftovers of a crashed run
     say(f"starting etcd, kube-apiserver {v.KUBERNETES}, controller-manager, scheduler, kwok")
-    _kwokctl(paths, "create", "cluster", "--runtime", "binary", "--kube-authorization", "--kube-admission",
-             "--config", str(paths.kwok_config), "--kubeconfig", str(paths.kubeconfig),
-             "--wait", "90s", "--timeout", "120s", "--quiet-pull")
+    _kwokctl(
+        paths,
+        "create",
+        "cluster",
+        "--runtime",
+        "binary",
+        "--kube-authorization",
+        "--kube-admission",
+        *_binary_flags(paths),
+        "--config",
+        str(paths.kwok_config),
+        "--kubeconfig",
+        str(paths.kubeconfig),
+        "--wait",
+        "90s",
+        "--timeout",
+        "120s",
+        "--quiet-pull",
+    )
     say(f"control plane ready in {time.monotonic() - started:.1f}s; adding fake GPU nodes")
     add_nodes(paths, topology.gpu_nodes())
     wait_nodes_ready(paths, len(topology.gpu_nodes()))
@@ -170,10 +219,31 @@ def down(say: Say = print, paths: Paths | None = None) -> None:
     if not (paths.bin / "kwokctl").exists():
         say("nothing to stop: the control plane was never built")
         return
+    port = _server_port(paths)
     daemon.stop(paths.kubeconfig, paths.state)
     _kwokctl(paths, "delete", "cluster", check=False)
     paths.kubeconfig.unlink(missing_ok=True)
+    if port and not _wait_port_closed(port, timeout=15.0):
+        raise ClusterError(f"kube-apiserver still listens on 127.0.0.1:{port} after `cluster down`")
     say("cluster down")
+
+
+def _server_port(paths: Paths) -> int | None:
+    if not paths.kubeconfig.exists():
+        return None
+    server = yaml.safe_load(paths.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    return urlparse(server).port
+
+
+def _wait_port_closed(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        time.sleep(0.2)
+    return False
 
 
 def status(paths: Paths | None = None) -> str:

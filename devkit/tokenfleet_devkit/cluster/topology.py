@@ -146,7 +146,16 @@ def kwok_configuration() -> dict[str, Any]:
     return {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokConfiguration",
-        "options": {"cidr": "127.127.0.0/16", "nodeIP": "127.0.0.1"},
+        # A config file replaces kwok's option defaults wholesale, so the ones it needs are restated.
+        "options": {
+            "cidr": "127.127.0.0/16",
+            "nodeIP": "127.0.0.1",
+            "podPlayStageParallelism": 4,
+            "nodePlayStageParallelism": 4,
+            "nodeLeaseParallelism": 4,
+            "nodeLeaseDurationSeconds": 40,
+            "enablePodsOnNodeSyncStreamWatch": True,
+        },
     }
 
 

@@ -16,13 +16,41 @@ KWOK = "v0.8.0"
 HELM = "v4.3.1"
 
 # Staging modules that k8s.io/kubernetes requires as v0.0.0 and resolves with relative replaces.
-STAGING_MODULES = (
-    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider "
-    "cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api "
-    "cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice externaljwt "
-    "kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics "
-    "mount-utils pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
-).split()
+STAGING_MODULES = [
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "cri-streaming",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+    "sample-cli-plugin",
+    "sample-controller",
+    "streaming",
+]
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 

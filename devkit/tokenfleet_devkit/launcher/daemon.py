@@ -18,9 +18,19 @@ def start(kubeconfig: Path, state: Path) -> int:
     state.mkdir(parents=True, exist_ok=True)
     log = open(state / "launcher.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tokenfleet_devkit.launcher", "--kubeconfig", str(kubeconfig),
-         "--log-dir", str(state / "pods")],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "tokenfleet_devkit.launcher",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--log-dir",
+            str(state / "pods"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     (state / "launcher.pid").write_text(str(proc.pid))
     return proc.pid

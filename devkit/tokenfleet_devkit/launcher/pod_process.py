@@ -154,15 +154,21 @@ def process_spec(pod: dict[str, Any], lookup: SecretLookup, base_env: Mapping[st
     )
 
 
-def ready_status(pod_spec: ProcessSpec, ready: bool, running: bool, restarts: int, now: str,
-                 exit_code: int | None = None) -> dict[str, Any]:
+def ready_status(
+    pod_spec: ProcessSpec, ready: bool, running: bool, restarts: int, now: str, exit_code: int | None = None
+) -> dict[str, Any]:
     """The status patch that reflects the process into the pod, as a kubelet would report it."""
     flag = "True" if ready else "False"
     if running:
         state: dict[str, Any] = {"running": {"startedAt": now}}
     elif exit_code is not None:
-        state = {"terminated": {"exitCode": exit_code, "finishedAt": now,
-                                "reason": "Completed" if exit_code == 0 else "Error"}}
+        state = {
+            "terminated": {
+                "exitCode": exit_code,
+                "finishedAt": now,
+                "reason": "Completed" if exit_code == 0 else "Error",
+            }
+        }
     else:
         state = {"waiting": {"reason": "ContainerCreating"}}
     return {
@@ -172,8 +178,15 @@ def ready_status(pod_spec: ProcessSpec, ready: bool, running: bool, restarts: in
                 {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
             ],
             "containerStatuses": [
-                {"name": pod_spec.container, "ready": ready, "started": running, "restartCount": restarts,
-                 "image": "local-process", "imageID": "", "state": state}
+                {
+                    "name": pod_spec.container,
+                    "ready": ready,
+                    "started": running,
+                    "restartCount": restarts,
+                    "image": "local-process",
+                    "imageID": "",
+                    "state": state,
+                }
             ],
         }
     }

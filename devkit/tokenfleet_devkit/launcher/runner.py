@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ class Launcher:
         stream = watch.Watch().stream(
             self.api.list_pod_for_all_namespaces,
             label_selector=self.selector,
-            resource_version=pods.metadata.resource_version,
+            resource_version=pods.metadata.resource_version if pods.metadata else None,
             timeout_seconds=60,
         )
         for event in stream:
@@ -104,7 +105,9 @@ class Launcher:
             if running and running.terminating_since is None:
                 self._terminate(running)
             elif not running:
-                self._remove_pod(pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"])
+                self._remove_pod(
+                    pod["metadata"]["namespace"], pod["metadata"]["name"], pod["metadata"]["uid"]
+                )
             return key
         if running or not pod.get("status", {}).get("podIP"):
             return key
@@ -123,6 +126,8 @@ class Launcher:
         if kubeconfig:
             env["KUBECONFIG"] = str(kubeconfig)
         env["PYTHONUNBUFFERED"] = "1"
+        # Container commands name console scripts; find ours even when PATH lacks the venv.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env[LAUNCHED_MARK] = str(self.kubeconfig)  # lets `cluster down` find strays after a crash
         return env
 
@@ -130,8 +135,14 @@ class Launcher:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logfile = self.log_dir / f"{spec.pod_key.replace('/', '_')}.log"
         with open(logfile, "ab") as out:
-            proc = subprocess.Popen(list(spec.argv), env=dict(spec.env), stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                list(spec.argv),
+                env=dict(spec.env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         with self.lock:
             self.procs[spec.pod_key] = Running(spec=spec, proc=proc, restarts=restarts)
         log.info("event=started pod=%s pid=%d argv0=%s", spec.pod_key, proc.pid, spec.argv[0])
@@ -189,7 +200,9 @@ class Launcher:
         policy = running.spec.restart_policy
         if policy == "Always" or (policy == "OnFailure" and code != 0):
             backoff = min(10.0, 0.5 * 2**running.restarts)
-            self._patch_status(running.spec, ready=False, running=False, restarts=running.restarts, exit_code=code)
+            self._patch_status(
+                running.spec, ready=False, running=False, restarts=running.restarts, exit_code=code
+            )
             with self.lock:
                 self.procs.pop(key, None)
             time.sleep(backoff)
@@ -197,7 +210,9 @@ class Launcher:
         else:
             with self.lock:
                 self.procs.pop(key, None)
-            self._patch_status(running.spec, ready=False, running=False, restarts=running.restarts, exit_code=code)
+            self._patch_status(
+                running.spec, ready=False, running=False, restarts=running.restarts, exit_code=code
+            )
 
     def _probe(self, running: Running) -> None:
         probe = running.spec.readiness
@@ -215,8 +230,9 @@ class Launcher:
             self._patch_status(running.spec, ready=ready, running=True, restarts=running.restarts)
 
     # -- API writes ---------------------------------------------------------------------------
-    def _patch_status(self, spec: ProcessSpec, ready: bool, running: bool, restarts: int,
-                      exit_code: int | None = None) -> None:
+    def _patch_status(
+        self, spec: ProcessSpec, ready: bool, running: bool, restarts: int, exit_code: int | None = None
+    ) -> None:
         ns, name = spec.pod_key.split("/", 1)
         body = ready_status(spec, ready, running, restarts, _now(), exit_code)
         try:
@@ -226,7 +242,9 @@ class Launcher:
                 log.warning("event=status_patch_failed pod=%s status=%s", spec.pod_key, err.status)
 
     def _remove_pod(self, namespace: str, name: str, uid: str) -> None:
-        options = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid))
+        options = client.V1DeleteOptions(
+            grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)
+        )
         try:
             self.api.delete_namespaced_pod(name, namespace, body=options, grace_period_seconds=0)
         except ApiException as err:
@@ -252,23 +270,36 @@ class Launcher:
             return None
         meta = pod["metadata"]
         sa = pod["spec"].get("serviceAccountName", "default")
-        body = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-            audiences=[], expiration_seconds=24 * 3600,
-            bound_object_ref=client.V1BoundObjectReference(kind="Pod", api_version="v1", name=meta["name"],
-                                                           uid=meta["uid"])))
+        body = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(
+                audiences=[],
+                expiration_seconds=24 * 3600,
+                bound_object_ref=client.V1BoundObjectReference(
+                    kind="Pod", api_version="v1", name=meta["name"], uid=meta["uid"]
+                ),
+            )
+        )
         try:
-            token = self.api.create_namespaced_service_account_token(sa, meta["namespace"], body).status.token
+            status = self.api.create_namespaced_service_account_token(sa, meta["namespace"], body).status
         except ApiException as err:
-            log.warning("event=token_request_failed pod=%s/%s status=%s", meta["namespace"], meta["name"], err.status)
+            log.warning(
+                "event=token_request_failed pod=%s/%s status=%s", meta["namespace"], meta["name"], err.status
+            )
             return None
+        if status is None:
+            return None
+        token = status.token
         base = yaml.safe_load(self.kubeconfig.read_text())
         cluster = base["clusters"][0]["cluster"]
         cfg = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "pod",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "pod",
             "clusters": [{"name": "local", "cluster": cluster}],
             "users": [{"name": sa, "user": {"token": token}}],
-            "contexts": [{"name": "pod", "context": {"cluster": "local", "user": sa,
-                                                     "namespace": meta["namespace"]}}],
+            "contexts": [
+                {"name": "pod", "context": {"cluster": "local", "user": sa, "namespace": meta["namespace"]}}
+            ],
         }
         path = self.log_dir / "kubeconfigs" / f"{meta['namespace']}_{meta['name']}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)

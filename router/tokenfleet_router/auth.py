@@ -1,0 +1,30 @@
+"""Optional API keys: `Authorization: Bearer <key>` checked in constant time against a key file."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+
+def load_api_keys(path: Path) -> tuple[str, ...]:
+    """One key per line; blank lines and `#` comments ignored."""
+    keys = tuple(
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    )
+    if not keys:
+        raise ValueError(f"API keys file {path} holds no keys")
+    return keys
+
+
+def is_authorized(authorization: str | None, keys: tuple[str, ...]) -> bool:
+    if not keys:
+        return True
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        return False
+    candidate = presented.strip().encode()
+    # Compare against every key without stopping early, so timing reveals nothing about which matched.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, key.encode())
+    return matched

@@ -1,0 +1,80 @@
+"""The routing strategies, each a profile of small filters and scorers, plus the state they learn.
+
+- round-robin: available, unsaturated workers in turn (the baseline).
+- least-load: weighted queue depth, KV usage and in-flight work; power-of-two choices above
+  eight candidates.
+- prefix-affinity: longest recently served prefix, weighed against load, among workers within
+  the bounded-load limit; the prompt's consistent-hashing home breaks near-ties.
+- session-affinity: the session's previous worker while it is available, not saturated and
+  within a generous load bound; otherwise least-load, and the session follows.
+"""
+
+from __future__ import annotations
+
+import random
+
+from tokenfleet_router.profile import PluginContext, Profile, ProfileConfig
+from tokenfleet_router.types import RequestInfo, WorkerLoad
+
+_HEALTHY = ("available", "not-saturated")
+_LOAD_SCORES = (("queue-depth", 1.0), ("kv-usage", 1.0), ("tokens-in-flight", 1.0), ("in-flight", 1.0))
+
+STRATEGIES: dict[str, ProfileConfig] = {
+    "round-robin": ProfileConfig(filters=_HEALTHY, scorers=(), picker="round-robin"),
+    "least-load": ProfileConfig(filters=(*_HEALTHY, "sample"), scorers=_LOAD_SCORES),
+    "prefix-affinity": ProfileConfig(
+        filters=(*_HEALTHY, "load-bound"),
+        # Tuned on the Mooncake trace (`tokenfleet bench router`): heavier prefix weights pile
+        # conversations onto busy workers, lighter ones lose the cache hits.
+        scorers=(
+            ("prefix-match", 3.0),
+            ("ring-affinity", 0.5),
+            ("queue-depth", 1.0),
+            ("tokens-in-flight", 1.0),
+            ("kv-usage", 0.5),
+            ("in-flight", 0.5),
+        ),
+    ),
+    "session-affinity": ProfileConfig(
+        filters=(*_HEALTHY, "load-bound"),
+        scorers=(("session-affinity", 5.0), *_LOAD_SCORES),
+        balance_factor=2.0,
+    ),
+}
+
+
+class Strategy:
+    """A named profile that also records what it learns from each pick (prefixes, sessions)."""
+
+    def __init__(self, name: str, config: ProfileConfig, rng: random.Random | None = None) -> None:
+        self.name = name
+        self.context = PluginContext(config=config, rng=rng or random.Random())
+        self.profile = Profile.from_config(self.context)
+        scorer_names = {scorer for scorer, _ in config.scorers}
+        self._learns_prefixes = "prefix-match" in scorer_names
+        self._learns_sessions = "session-affinity" in scorer_names
+
+    def choose(self, request: RequestInfo, candidates: list[WorkerLoad]) -> WorkerLoad | None:
+        picked = self.profile.pick(request, candidates)
+        if picked is not None:
+            if self._learns_prefixes and request.block_hashes:
+                self.context.prefix_index.record(request.block_hashes, picked.name)
+            if self._learns_sessions and request.session_id:
+                self.context.sessions.record(request.session_id, picked.name)
+        return picked
+
+    def forget_worker(self, name: str) -> None:
+        if self._learns_prefixes:
+            self.context.prefix_index.forget_worker(name)
+
+
+def build_strategy(
+    name: str, weights: dict[str, float] | None = None, rng: random.Random | None = None
+) -> Strategy:
+    try:
+        config = STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
+    if weights:
+        config = config.with_weights(weights)
+    return Strategy(name, config, rng)

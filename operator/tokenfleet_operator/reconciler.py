@@ -1,0 +1,229 @@
+"""Applies what the pure modules decide: children for a spec, and one autoscaling tick per interval.
+
+`Reconciler.reconcile(body)` keeps the children in line with the spec, never touching the replica
+counts already running. `Reconciler.tick(body)` lists the fleet's pods, collects a snapshot, asks the
+policy (or, in modes external/off, spreads spec.replicas), and writes only what changed: worker
+Deployments, pod deletion costs before a scale-down, the status, and an Event for each scaling change.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from tokenfleet_operator import child_meta, children, fleet_pods, policy, status
+from tokenfleet_operator.kube import KubeApi
+from tokenfleet_operator.metrics_source import (
+    DirectScrapeSource,
+    MetricsSource,
+    MetricsSourceError,
+    NoMetricsData,
+    PrometheusSource,
+)
+from tokenfleet_operator.operator_metrics import OperatorMetrics
+from tokenfleet_operator.resource import InferenceDeploymentSpec, parse_spec
+from tokenfleet_operator.settings import ROUTER_PORT, WORKER_PORT, OperatorSettings
+from tokenfleet_operator.snapshot import FleetSnapshot
+
+log = logging.getLogger("tokenfleet.operator")
+
+
+@dataclass
+class FleetState:
+    history: list[FleetSnapshot] = field(default_factory=list)
+    last_status: dict[str, Any] | None = None
+
+    def remember(self, snapshot: FleetSnapshot, keep_seconds: float) -> None:
+        self.history.append(snapshot)
+        self.history = [s for s in self.history if s.time >= snapshot.time - keep_seconds]
+
+
+def history_seconds(spec: InferenceDeploymentSpec) -> float:
+    auto = spec.autoscaling
+    interval = auto.metrics.interval_seconds
+    return (
+        max(
+            auto.scale_up.stabilization_seconds,
+            auto.scale_down.stabilization_seconds,
+            auto.scale_to_zero_after_seconds or 0,
+            policy.UNSCHEDULABLE_MEMORY_INTERVALS * interval,
+        )
+        + 2 * interval
+    )
+
+
+def owner_of(body: Mapping[str, Any]) -> child_meta.Owner:
+    meta = body["metadata"]
+    return child_meta.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Reconciler:
+    def __init__(
+        self,
+        api: KubeApi,
+        http: httpx.AsyncClient,
+        settings: OperatorSettings,
+        metrics: OperatorMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api = api
+        api.on_request = lambda verb: metrics.api_requests.labels(verb).inc()
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.states: dict[str, FleetState] = {}
+        self._http = http
+        self._direct = DirectScrapeSource(http, settings.scrape_timeout_seconds)
+        self._prometheus: dict[str, PrometheusSource] = {}
+
+    def state(self, owner: child_meta.Owner) -> FleetState:
+        return self.states.setdefault(f"{owner.namespace}/{owner.name}", FleetState())
+
+    def forget(self, owner: child_meta.Owner) -> None:
+        key = f"{owner.namespace}/{owner.name}"
+        self.states.pop(key, None)
+        self._direct.forget(key)
+
+    def source(self, spec: InferenceDeploymentSpec) -> MetricsSource:
+        url = spec.autoscaling.metrics.url
+        if spec.autoscaling.metrics.source == "prometheus" and url:
+            return self._prometheus.setdefault(url, PrometheusSource(self._http, url))
+        return self._direct
+
+    async def live_replicas(
+        self, owner: child_meta.Owner, spec: InferenceDeploymentSpec
+    ) -> dict[str, int] | None:
+        """Replicas per variant as the worker Deployments have them; None when none exists yet."""
+        found: dict[str, int] = {}
+        for name in spec.variant_names:
+            live = await self.api.get(
+                f"/apis/apps/v1/namespaces/{owner.namespace}/deployments/"
+                + child_meta.worker_deployment_name(owner.name, name)
+            )
+            if live is not None:
+                found[name] = int((live.get("spec") or {}).get("replicas", 0))
+        return found or None
+
+    def initial_replicas(self, spec: InferenceDeploymentSpec) -> dict[str, int]:
+        auto = spec.autoscaling
+        total = auto.min_replicas if auto.mode == "builtin" else spec.replicas
+        return policy.fixed_decision(spec, [], {}, total, "initial size", self.clock()).replicas
+
+    async def reconcile(self, body: Mapping[str, Any]) -> int:
+        """Bring the children in line with the spec; returns how many objects were written."""
+        started = time.perf_counter()
+        spec = parse_spec(body["spec"])
+        owner = owner_of(body)
+        replicas = await self.live_replicas(owner, spec) or self.initial_replicas(spec)
+        writes = 0
+        for manifest in children.build_children(owner, spec, replicas, self.settings):
+            writes += await self.api.apply(manifest)
+        selector = child_meta.selector_string(
+            {child_meta.LABEL_DEPLOYMENT: owner.name, child_meta.LABEL_COMPONENT: "worker"}
+        )
+        wanted = {child_meta.worker_deployment_name(owner.name, v) for v in spec.variant_names}
+        for live in await self.api.list_objects("Deployment", owner.namespace, selector):
+            name = live["metadata"]["name"]
+            if name not in wanted:  # a variant removed from the spec
+                await self.api.delete("Deployment", owner.namespace, name)
+                writes += 1
+        self.metrics.reconcile_seconds.labels("children").observe(time.perf_counter() - started)
+        return writes
+
+    async def _collect(
+        self, spec: InferenceDeploymentSpec, owner: child_meta.Owner, now: float
+    ) -> tuple[FleetSnapshot, list[dict[str, Any]]]:
+        pods = await self.api.list_objects(
+            "Pod", owner.namespace, child_meta.selector_string({child_meta.LABEL_DEPLOYMENT: owner.name})
+        )
+        workers, routers = fleet_pods.split_pods(pods, WORKER_PORT, ROUTER_PORT)
+        target = fleet_pods.FleetTarget(
+            owner.namespace,
+            owner.name,
+            spec.autoscaling.metrics.profile,
+            spec.engine.block_size,
+            tuple(workers),
+            tuple(routers),
+        )
+        try:
+            return await self.source(spec).collect(target, spec.variant_names, now), pods
+        except (NoMetricsData, MetricsSourceError) as exc:
+            self.metrics.errors.labels("metrics").inc()
+            log.warning("fleet=%s/%s event=metrics_stale error=%r", owner.namespace, owner.name, str(exc))
+            return FleetSnapshot(time=now, is_stale=True), pods
+
+    def _decide(
+        self, spec: InferenceDeploymentSpec, state: FleetState, current: dict[str, int], now: float
+    ) -> policy.Decision:
+        mode = spec.autoscaling.mode
+        if mode == "builtin":
+            return policy.decide(spec, state.history, current, now)
+        total = min(spec.replicas, spec.autoscaling.max_replicas)
+        who = "HPA/KEDA through the scale subresource" if mode == "external" else "hand"
+        return policy.fixed_decision(
+            spec, state.history, current, total, f"mode {mode}: spec.replicas set by {who}", now
+        )
+
+    async def tick(self, body: Mapping[str, Any]) -> policy.Decision:
+        """One autoscaling interval for one fleet."""
+        started = time.perf_counter()
+        spec = parse_spec(body["spec"])
+        owner = owner_of(body)
+        now = self.clock()
+        state = self.state(owner)
+        snapshot, pods = await self._collect(spec, owner, now)
+        state.remember(snapshot, history_seconds(spec))
+        current = await self.live_replicas(owner, spec) or {}
+        decision = self._decide(spec, state, current, now)
+        if decision.is_change:
+            await self._apply_replicas(owner, spec, decision, pods, snapshot)
+        if spec.autoscaling.mode == "builtin" and spec.replicas != decision.total:
+            # Mirror the decision into spec.replicas, as HPA does for its target, so /scale tells the truth.
+            await self.api.set_fleet_replicas(owner.namespace, owner.name, decision.total)
+        previous = state.last_status if state.last_status is not None else dict(body.get("status") or {})
+        generation = int(body["metadata"].get("generation", 0))
+        new_status = status.build_status(owner.name, spec, decision, snapshot, generation, previous, iso(now))
+        patch = status.status_changes(new_status, previous)
+        if patch:
+            await self.api.patch_status(owner.namespace, owner.name, patch)
+        state.last_status = new_status
+        event = status.scaling_event(decision)
+        if event is not None:
+            await self.api.post_event(owner.namespace, body, event.type, event.reason, event.message)
+            log.info("fleet=%s/%s event=scaled reason=%r", owner.namespace, owner.name, event.message)
+        self.metrics.decisions.labels(decision.direction).inc()
+        self.metrics.reconcile_seconds.labels("tick").observe(time.perf_counter() - started)
+        return decision
+
+    async def _apply_replicas(
+        self,
+        owner: child_meta.Owner,
+        spec: InferenceDeploymentSpec,
+        decision: policy.Decision,
+        pods: list[dict[str, Any]],
+        snapshot: FleetSnapshot,
+    ) -> None:
+        shrinking = {name for name, n in decision.replicas.items() if n < decision.previous.get(name, 0)}
+        if shrinking:
+            # Mark the idlest pods first, so the ReplicaSet controller removes them and not busy ones.
+            workers, _ = fleet_pods.split_pods(pods, WORKER_PORT, ROUTER_PORT)
+            costs = fleet_pods.deletion_costs(
+                [w for w in workers if w.variant in shrinking], snapshot.pod_loads
+            )
+            await self.api.set_deletion_costs(owner.namespace, pods, costs)
+        for acc in spec.accelerators:
+            if decision.replicas.get(acc.name, 0) != decision.previous.get(acc.name, 0):
+                manifest = children.worker_deployment(
+                    owner, spec, acc, decision.replicas[acc.name], self.settings
+                )
+                await self.api.apply(manifest)

@@ -1,0 +1,56 @@
+"""Stabilisation windows, in the direction Kubernetes' HPA uses: follow the safest recommendation.
+
+Scaling up only goes as far as the *smallest* recommendation seen during the scale-up window (a spike
+must last the window to count); scaling down only goes as far as the *largest* recommendation seen during
+the scale-down window (load must stay low for the whole window). Between the two the count holds, which
+is what keeps a fleet from flapping under oscillating load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TimedRecommendation:
+    time: float
+    replicas: int
+
+
+def _in_window(history: Sequence[TimedRecommendation], now: float, window: float) -> list[int]:
+    return [r.replicas for r in history if now - window <= r.time <= now]
+
+
+def stabilize(
+    history: Sequence[TimedRecommendation],
+    current: int,
+    now: float,
+    up_window: float,
+    down_window: float,
+    *,
+    skip_up_window: bool = False,
+    is_down_window_covered: bool = True,
+) -> int:
+    """The replica count to move towards; `history` must include the recommendation made at `now`.
+
+    When the history does not reach back a whole scale-down window (the operator just started), the
+    unseen part of the window counts as having recommended `current`, as HPA seeds its window, so a
+    restart never scales down early.
+    """
+    latest = max(history, key=lambda r: r.time).replicas
+    ups = [latest] if skip_up_window else _in_window(history, now, up_window) or [latest]
+    downs = _in_window(history, now, down_window) or [latest]
+    if not is_down_window_covered:
+        downs.append(current)
+    desired = current
+    desired = max(desired, min(ups))
+    desired = min(desired, max(downs))
+    return desired
+
+
+def limit_step(current: int, desired: int, max_up: int, max_down: int) -> int:
+    """Move at most `max_up` replicas up or `max_down` down from `current` in one decision."""
+    if desired > current:
+        return min(desired, current + max_up)
+    return max(desired, current - max_down)

@@ -10,6 +10,9 @@ from collections.abc import Callable
 
 # Subcommands that own a whole program: name -> (module with `main(argv)`, help).
 DELEGATED: dict[str, tuple[str, str]] = {
+    "demo": ("tokenfleet_devkit.demo.cli", "run a whole fleet locally under a real trace (the main job)"),
+    "sim": ("tokenfleet_devkit.sim.cli", "simulate a fleet on a trace with the operator's real policy"),
+    "kind": ("tokenfleet_devkit.packaging.kind", "create a kind cluster with tokenfleet (needs Docker)"),
     "make-model": ("tokenfleet_worker.make_model", "write a random-weight Hugging Face checkpoint"),
 }
 BENCHMARKS: dict[str, str] = {

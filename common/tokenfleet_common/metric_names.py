@@ -48,3 +48,12 @@ ROUTER_WORKERS = "tokenfleet_router_workers"  # gauge: ready workers known to th
 OPERATOR_DECISIONS = "tokenfleet_operator_scaling_decisions_total"  # labels: direction
 OPERATOR_RECONCILE = "tokenfleet_operator_reconcile_duration_seconds"
 OPERATOR_ERRORS = "tokenfleet_operator_errors_total"
+
+# Operator fleet state (labels: namespace, infdep; replicas also variant; condition also type, reason).
+OPERATOR_DESIRED_REPLICAS = "tokenfleet_operator_desired_replicas"
+OPERATOR_READY_REPLICAS = "tokenfleet_operator_ready_replicas"
+OPERATOR_MAX_REPLICAS = "tokenfleet_operator_max_replicas"
+OPERATOR_HOURLY_COST = "tokenfleet_operator_hourly_cost_dollars"
+OPERATOR_HOURLY_BUDGET = "tokenfleet_operator_hourly_budget_dollars"
+OPERATOR_TTFT_TARGET = "tokenfleet_operator_ttft_target_seconds"
+OPERATOR_CONDITION = "tokenfleet_operator_condition"

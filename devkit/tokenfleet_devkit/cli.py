@@ -49,6 +49,9 @@ def _available_benchmarks() -> list[str]:
 
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     available = _available_benchmarks()
+    if args.name is None:
+        print(f"usage: tokenfleet bench NAME [--smoke] [options]; NAME is one of: {', '.join(available)}")
+        return 0 if rest and rest[0] in ("-h", "--help") else 2
     if args.name not in available:
         print(f"error: unknown benchmark {args.name!r}; available: {', '.join(available)}", file=sys.stderr)
         return 2
@@ -64,8 +67,10 @@ def parser() -> argparse.ArgumentParser:
     cluster.add_argument(
         "--no-launcher", action="store_true", help="do not run fleet pods as local processes"
     )
-    bench = sub.add_parser("bench", help="benchmarks: print a table and write results/<name>.json")
-    bench.add_argument("name", help=f"one of: {', '.join(BENCHMARKS)}")
+    bench = sub.add_parser(
+        "bench", help="benchmarks: print a table and write results/<name>.json", add_help=False
+    )
+    bench.add_argument("name", nargs="?", help=f"one of: {', '.join(BENCHMARKS)}")
     for name, (_, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
     return top

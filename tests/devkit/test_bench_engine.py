@@ -1,0 +1,66 @@
+"""The engine benchmark: its workloads and statistics, and a `--smoke` run end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tokenfleet_devkit.bench.engine_workload import (
+    mixed_requests,
+    percentile,
+    trace_requests,
+    with_arrivals,
+)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([], 50, None),
+        ([3.0], 95, 3.0),
+        ([1.0, 2.0, 3.0, 4.0], 50, 2.0),
+        ([float(i) for i in range(1, 101)], 95, 95.0),
+    ],
+)
+def test_percentile(values: list[float], q: float, expected: float | None) -> None:
+    assert percentile(values, q) == expected
+
+
+@pytest.mark.unit
+def test_mixed_requests_are_seeded_and_in_range() -> None:
+    requests = mixed_requests(50, vocab_size=100, first_id=5, seed=3)
+    assert requests == mixed_requests(50, vocab_size=100, first_id=5, seed=3)
+    assert all(16 <= len(r.prompt_ids) <= 256 and 16 <= r.output_len <= 256 for r in requests)
+    assert all(5 <= t < 100 for r in requests for t in r.prompt_ids)
+    assert len({r.request_id for r in requests}) == 50
+
+
+@pytest.mark.unit
+def test_arrivals_are_increasing_at_about_the_rate() -> None:
+    timed = with_arrivals(mixed_requests(400, vocab_size=50, first_id=1), rate_per_s=4.0)
+    arrivals = [r.arrival_s for r in timed]
+    assert arrivals == sorted(arrivals) and arrivals[0] == 0.0
+    assert arrivals[-1] / 399 == pytest.approx(0.25, rel=0.2)
+
+
+def test_trace_requests_fit_the_context() -> None:
+    requests, scale = trace_requests(20, vocab_size=300, first_id=5, max_len=512)
+    assert len(requests) == 20 and 0 < scale <= 1.0
+    assert all(len(r.prompt_ids) + r.output_len <= 512 for r in requests)
+
+
+def test_smoke_run_writes_results(tmp_path: Path) -> None:
+    from tokenfleet_devkit.bench.engine import main
+
+    assert main(["--smoke", "--results", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "engine.json").read_text())
+    mixed = results["offline"]["mixed"]
+    assert mixed["tokenfleet"]["output_tokens"] > 0
+    assert mixed["transformers"]["output_tokens"] == mixed["tokenfleet"]["output_tokens"]
+    assert mixed["ratio_vs_transformers"] > 0
+    assert "skipped" in mixed["vllm"]
+    assert results["online"]["ttft_p50_s"] > 0 and results["online"]["itl_p95_s"] > 0
+    assert results["roofline"][0]["batch_size"] == 1 and results["roofline"][0]["fraction_of_bound"] > 0

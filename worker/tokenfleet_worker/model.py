@@ -1,0 +1,295 @@
+"""A Llama-family decoder (Llama, Mistral, Qwen2) over a flattened batch with a paged KV cache.
+
+Tokens of all scheduled sequences are concatenated into one [num_tokens] batch so every linear
+layer runs once per step. Only attention looks at sequence boundaries: single-token decodes come
+first and are attended together, in a few SDPA calls over their gathered contexts padded within
+groups of similar length; prefill chunks follow, each attended on its own with a causal mask
+offset by its start position.
+
+The KV cache of a layer is a pair of tensors shaped [num_blocks, block_size, kv_heads, head_dim];
+the runner tells every token which slot (block * block_size + offset) its key and value go to.
+Weights are fused on load: q/k/v into `qkv_proj`, gate/up into `gate_up_proj`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tokenfleet_worker.hf_config import ModelConfig
+
+KVCache = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class PrefillChunk:
+    query_start: int  # offset of the chunk's first token in the flattened batch
+    query_len: int
+    context_slots: torch.Tensor | None  # [context_len] cache slots; None when the chunk starts at 0
+    mask: torch.Tensor | None  # [query_len, context_len] bool, True = may attend; None when causal from 0
+
+
+@dataclass
+class DecodeGroup:
+    """Single-token decodes attended together; their contexts are padded to the group's longest."""
+
+    query_start: int  # offset of the group's first token in the flattened batch
+    context_slots: torch.Tensor  # [num_seqs, max_context] cache slots (padding points anywhere valid)
+    mask: torch.Tensor  # [num_seqs, 1, 1, max_context] bool, True = a real context position
+
+
+@dataclass
+class AttentionMetadata:
+    slot_mapping: torch.Tensor  # [num_tokens] cache slot of each token
+    decode_groups: list[DecodeGroup]  # decodes come first in the batch, group after group
+    prefills: list[PrefillChunk]
+
+
+def rope_inverse_frequencies(config: ModelConfig) -> torch.Tensor:
+    """float32 [head_dim / 2] inverse frequencies, with the config's RoPE scaling applied."""
+    dim = config.head_dim
+    scaling = config.rope_scaling
+    base = config.rope_theta
+    if scaling.rope_type == "dynamic":
+        # Fixed NTK factor at the longest supported length (vLLM's choice): a cached key never
+        # needs re-rotating when a sequence grows.
+        original = scaling.original_max_position_embeddings or config.max_position_embeddings
+        max_len = original * scaling.factor
+        base = base * ((scaling.factor * max_len / original) - (scaling.factor - 1)) ** (dim / (dim - 2))
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    if scaling.rope_type == "linear":
+        return inv_freq / scaling.factor
+    if scaling.rope_type == "llama3":
+        original = scaling.original_max_position_embeddings or config.max_position_embeddings
+        low_wavelen = original / scaling.low_freq_factor
+        high_wavelen = original / scaling.high_freq_factor
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / scaling.factor, inv_freq)
+        smooth = (original / wavelen - scaling.low_freq_factor) / (
+            scaling.high_freq_factor - scaling.low_freq_factor
+        )
+        smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+        is_medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        return torch.where(is_medium, smoothed, scaled)
+    return inv_freq
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+class Linear(nn.Module):
+    """y = x W^T + b with uninitialised parameters: the loader fills them (no wasted random init)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool,
+        dtype: torch.dtype,
+        device: torch.device | str,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype, device=device))
+        self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype, device=device)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float, *, dtype: torch.dtype, device: torch.device | str) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(size, dtype=dtype, device=device))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)  # one fused op
+        # Half precision: normalise in float32, then scale in the model dtype, as transformers does.
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, *, dtype: torch.dtype, device: torch.device | str) -> None:
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.num_kv_heads = config.num_kv_heads
+        self.head_dim = config.head_dim
+        self.q_size, self.kv_size = config.q_size, config.kv_size
+        self.qkv_proj = Linear(
+            config.hidden_size,
+            self.q_size + 2 * self.kv_size,
+            bias=config.qkv_bias,
+            dtype=dtype,
+            device=device,
+        )
+        self.o_proj = Linear(
+            self.q_size, config.hidden_size, bias=config.o_proj_bias, dtype=dtype, device=device
+        )
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: KVCache,
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        num_tokens = hidden.shape[0]
+        qkv = self.qkv_proj(hidden)
+        # Queries and keys sit side by side in qkv: rotate them together, one set of ops per layer.
+        qk = qkv[:, : self.q_size + self.kv_size].view(num_tokens, self.num_heads + self.num_kv_heads, -1)
+        qk = qk * cos + rotate_half(qk) * sin
+        q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
+        v = qkv[:, self.q_size + self.kv_size :].view(num_tokens, self.num_kv_heads, self.head_dim)
+        k_slots = kv_cache[0].view(-1, self.num_kv_heads, self.head_dim)
+        v_slots = kv_cache[1].view(-1, self.num_kv_heads, self.head_dim)
+        k_slots.index_copy_(0, meta.slot_mapping, k)
+        v_slots.index_copy_(0, meta.slot_mapping, v)
+        out = q.new_empty((num_tokens, self.num_heads, self.head_dim))
+        for group in meta.decode_groups:
+            rows = slice(group.query_start, group.query_start + group.context_slots.shape[0])
+            out[rows] = self.decode_attention(q[rows], k_slots, v_slots, group)
+        for chunk in meta.prefills:
+            rows = slice(chunk.query_start, chunk.query_start + chunk.query_len)
+            out[rows] = self.prefill_attention(q[rows], k[rows], v[rows], k_slots, v_slots, chunk)
+        return self.o_proj(out.view(num_tokens, self.q_size))
+
+    def decode_attention(
+        self, q: torch.Tensor, k_slots: torch.Tensor, v_slots: torch.Tensor, group: DecodeGroup
+    ) -> torch.Tensor:
+        num_decodes, max_context = group.context_slots.shape
+        flat_slots = group.context_slots.view(-1)
+        # [D, L, KV, hd] -> [D, KV, L, hd]
+        keys = k_slots.index_select(0, flat_slots).view(num_decodes, max_context, self.num_kv_heads, -1)
+        values = v_slots.index_select(0, flat_slots).view(num_decodes, max_context, self.num_kv_heads, -1)
+        # One query per sequence: the heads sharing a KV head become that KV head's "query rows",
+        # so grouped-query attention needs no repeated keys.
+        group_size = self.num_heads // self.num_kv_heads
+        grouped_q = q.view(num_decodes, self.num_kv_heads, group_size, self.head_dim)
+        attended = F.scaled_dot_product_attention(
+            grouped_q, keys.transpose(1, 2), values.transpose(1, 2), attn_mask=group.mask
+        )
+        return attended.reshape(num_decodes, self.num_heads, self.head_dim)
+
+    def prefill_attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        k_slots: torch.Tensor,
+        v_slots: torch.Tensor,
+        chunk: PrefillChunk,
+    ) -> torch.Tensor:
+        if chunk.context_slots is None:
+            keys, values = k, v
+        else:
+            keys = k_slots.index_select(0, chunk.context_slots)
+            values = v_slots.index_select(0, chunk.context_slots)
+        attended = F.scaled_dot_product_attention(
+            q.transpose(0, 1).unsqueeze(0),
+            keys.transpose(0, 1).unsqueeze(0),
+            values.transpose(0, 1).unsqueeze(0),
+            attn_mask=chunk.mask,
+            is_causal=chunk.mask is None,
+            enable_gqa=True,
+        )
+        return attended.squeeze(0).transpose(0, 1)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig, *, dtype: torch.dtype, device: torch.device | str) -> None:
+        super().__init__()
+        self.intermediate_size = config.intermediate_size
+        self.gate_up_proj = Linear(
+            config.hidden_size, 2 * config.intermediate_size, bias=False, dtype=dtype, device=device
+        )
+        self.down_proj = Linear(
+            config.intermediate_size, config.hidden_size, bias=False, dtype=dtype, device=device
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, *, dtype: torch.dtype, device: torch.device | str) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, device=device)
+        self.self_attn = Attention(config, dtype=dtype, device=device)
+        self.post_attention_layernorm = RMSNorm(
+            config.hidden_size, config.rms_norm_eps, dtype=dtype, device=device
+        )
+        self.mlp = MLP(config, dtype=dtype, device=device)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kv_cache: KVCache,
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        hidden = hidden + self.self_attn(self.input_layernorm(hidden), cos, sin, kv_cache, meta)
+        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+
+
+class DecoderModel(nn.Module):
+    """Parameters are named as in a Hugging Face checkpoint without the `model.` prefix."""
+
+    def __init__(
+        self, config: ModelConfig, *, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> None:
+        super().__init__()
+        self.config = config
+        # An explicit weight skips the random init.
+        self.embed_tokens = nn.Embedding(
+            config.vocab_size,
+            config.hidden_size,
+            _weight=torch.empty(config.vocab_size, config.hidden_size, dtype=dtype, device=device),
+        )
+        self.layers = nn.ModuleList(
+            DecoderLayer(config, dtype=dtype, device=device) for _ in range(config.num_layers)
+        )
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, device=device)
+        self.lm_head: Linear | None = None
+        if not config.tie_word_embeddings:
+            self.lm_head = Linear(
+                config.hidden_size, config.vocab_size, bias=False, dtype=dtype, device=device
+            )
+        self.inv_freq: torch.Tensor
+        self.register_buffer("inv_freq", rope_inverse_frequencies(config).to(device), persistent=False)
+
+    def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = positions.float()[:, None] * self.inv_freq[None, :]
+        angles = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # [T, 1, head_dim], broadcast over heads
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        kv_caches: list[KVCache],
+        meta: AttentionMetadata,
+    ) -> torch.Tensor:
+        """Return the final normed hidden states, [num_tokens, hidden_size]."""
+        hidden = self.embed_tokens(input_ids)
+        cos, sin = self.rope(positions, hidden.dtype)
+        for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
+            hidden = layer(hidden, cos, sin, kv_cache, meta)
+        return self.norm(hidden)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 logits [n, vocab_size] for the given hidden states."""
+        weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(hidden, weight).float()

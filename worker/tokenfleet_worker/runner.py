@@ -1,0 +1,239 @@
+"""TorchRunner: the device side of an engine step (the Runner protocol of batch.py).
+
+It owns the model and the paged KV cache. Each step it flattens the batch (single-token decodes
+first, then prefill chunks), computes every token's cache slot from its sequence's block table,
+runs the model once, and samples a token for each sequence whose chunk reaches its last token.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tokenfleet_worker.batch import SampledToken, ScheduledSeq, StepBatch
+from tokenfleet_worker.hf_config import ModelConfig
+from tokenfleet_worker.loader import load_model, parse_dtype
+from tokenfleet_worker.model import AttentionMetadata, DecodeGroup, KVCache, PrefillChunk
+from tokenfleet_worker.sampling import sample
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CPU_KV_CACHE_BYTES = 256 * 1024**2
+CUDA_ACTIVATION_RESERVE_BYTES = 1024**3  # left free for activations and logits
+MIN_GROUP_CONTEXT = 64  # decodes with contexts up to twice this always share a group
+
+
+@dataclass
+class StepInputs:
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    meta: AttentionMetadata
+    sample_rows: torch.Tensor  # flattened index of the last token of each sequence to sample
+    sample_seqs: list[ScheduledSeq]  # in batch order
+    first_rows: dict[int, int]  # seq_id -> flattened index of its chunk's first token
+
+
+def kv_bytes_per_block(config: ModelConfig, block_size: int, dtype: torch.dtype) -> int:
+    element_size = torch.empty((), dtype=dtype).element_size()
+    return 2 * config.num_layers * block_size * config.num_kv_heads * config.head_dim * element_size
+
+
+def kv_cache_budget(device: torch.device, kv_cache_bytes: int | None, gpu_memory_utilization: float) -> int:
+    """Bytes to give the KV cache: explicit, a CPU default, or a fraction of the GPU after the weights."""
+    if kv_cache_bytes is not None:
+        return kv_cache_bytes
+    if device.type != "cuda":
+        return DEFAULT_CPU_KV_CACHE_BYTES
+    free, total = torch.cuda.mem_get_info(device)
+    used = total - free
+    return int(total * gpu_memory_utilization) - used - CUDA_ACTIVATION_RESERVE_BYTES
+
+
+def token_slots(seq: ScheduledSeq, positions: torch.Tensor, block_size: int) -> torch.Tensor:
+    table = torch.tensor(seq.block_table, dtype=torch.int64)
+    block_index = positions // block_size
+    if int(block_index.max()) >= len(table):
+        raise ValueError(
+            f"sequence {seq.seq_id}: block table of {len(table)} blocks does not cover position "
+            f"{int(positions.max())} (block size {block_size})"
+        )
+    return table[block_index] * block_size + positions % block_size
+
+
+def decode_context(decodes: list[ScheduledSeq], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded context slots [D, L] and attention mask [D, 1, 1, L] for single-token decodes."""
+    context_lens = torch.tensor([s.start_pos + 1 for s in decodes])
+    max_context = int(context_lens.max())
+    max_blocks = (max_context + block_size - 1) // block_size
+    tables = torch.zeros((len(decodes), max_blocks), dtype=torch.int64)
+    for row, seq in enumerate(decodes):
+        # token_slots has already checked that the table covers the context.
+        needed = (seq.start_pos + block_size) // block_size
+        tables[row, :needed] = torch.tensor(seq.block_table[:needed])
+    positions = torch.arange(max_context)
+    slots = tables[:, positions // block_size] * block_size + positions % block_size
+    mask = positions[None, :] < context_lens[:, None]
+    return slots, mask[:, None, None, :]
+
+
+def group_by_context(decodes: list[ScheduledSeq]) -> list[list[ScheduledSeq]]:
+    """Decodes sorted by context length, cut where a context passes twice the group's shortest.
+
+    Padding every context to the batch's longest would waste up to half the attention work on
+    mixed lengths; short contexts share one group so tiny groups do not multiply kernel calls.
+    """
+    groups: list[list[ScheduledSeq]] = []
+    for seq in sorted(decodes, key=lambda s: s.start_pos):
+        if groups and seq.start_pos + 1 <= 2 * max(groups[-1][0].start_pos + 1, MIN_GROUP_CONTEXT):
+            groups[-1].append(seq)
+        else:
+            groups.append([seq])
+    return groups
+
+
+def build_step_inputs(batch: StepBatch, block_size: int, max_model_len: int) -> StepInputs:
+    """CPU tensors for one step; decodes are laid out first so they attend in one call."""
+    empty = [s.seq_id for s in batch.seqs if not s.token_ids]
+    if empty:
+        raise ValueError(f"sequences {empty} have an empty chunk")
+    decode_groups = group_by_context([s for s in batch.seqs if len(s.token_ids) == 1])
+    decodes = [s for group in decode_groups for s in group]
+    prefills = [s for s in batch.seqs if len(s.token_ids) > 1]
+    ids: list[int] = []
+    position_parts: list[torch.Tensor] = []
+    slot_parts: list[torch.Tensor] = []
+    last_row: dict[int, int] = {}
+    chunks: list[PrefillChunk] = []
+    for seq in decodes + prefills:
+        end = seq.start_pos + len(seq.token_ids)
+        if seq.start_pos < 0 or end > max_model_len:
+            raise ValueError(
+                f"sequence {seq.seq_id}: positions [{seq.start_pos}, {end}) exceed {max_model_len}"
+            )
+        positions = torch.arange(seq.start_pos, end)
+        if len(seq.token_ids) > 1:
+            chunks.append(prefill_chunk(seq, len(ids), positions, block_size))
+        ids.extend(seq.token_ids)
+        position_parts.append(positions)
+        slot_parts.append(token_slots(seq, positions, block_size))
+        last_row[seq.seq_id] = len(ids) - 1
+    groups: list[DecodeGroup] = []
+    for group in decode_groups:
+        slots, mask = decode_context(group, block_size)
+        groups.append(DecodeGroup(last_row[group[0].seq_id], slots, mask))
+    sample_seqs = [s for s in batch.seqs if s.needs_sample]
+    meta = AttentionMetadata(slot_mapping=torch.cat(slot_parts), decode_groups=groups, prefills=chunks)
+    return StepInputs(
+        input_ids=torch.tensor(ids, dtype=torch.int64),
+        positions=torch.cat(position_parts),
+        meta=meta,
+        sample_rows=torch.tensor([last_row[s.seq_id] for s in sample_seqs], dtype=torch.int64),
+        sample_seqs=sample_seqs,
+        first_rows={s.seq_id: last_row[s.seq_id] - len(s.token_ids) + 1 for s in batch.seqs},
+    )
+
+
+def prefill_chunk(
+    seq: ScheduledSeq, query_start: int, positions: torch.Tensor, block_size: int
+) -> PrefillChunk:
+    if seq.start_pos == 0:
+        return PrefillChunk(query_start, len(positions), context_slots=None, mask=None)
+    context_positions = torch.arange(int(positions[-1]) + 1)
+    mask = context_positions[None, :] <= positions[:, None]
+    return PrefillChunk(query_start, len(positions), token_slots(seq, context_positions, block_size), mask)
+
+
+class TorchRunner:
+    """Runs steps of a Hugging Face Llama-family checkpoint on CPU or CUDA with a paged KV cache."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        block_size: int = 16,
+        kv_cache_bytes: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+    ) -> None:
+        if block_size < 1:
+            raise ValueError(f"block_size must be positive, got {block_size}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available")
+        self.dtype = parse_dtype(dtype)
+        self.model = load_model(Path(model_dir), self.device, self.dtype)
+        self.config: ModelConfig = self.model.config
+        self.block_size = block_size
+        self.vocab_size = self.config.vocab_size
+        self.max_model_len = self.config.max_position_embeddings
+        block_bytes = kv_bytes_per_block(self.config, block_size, self.dtype)
+        budget = kv_cache_budget(self.device, kv_cache_bytes, gpu_memory_utilization)
+        self.num_blocks = budget // block_bytes
+        if self.num_blocks < 1:
+            raise ValueError(
+                f"KV cache budget of {budget} bytes is too small for one block of {block_bytes} bytes"
+            )
+        self.kv_caches = self.allocate_kv_cache()
+        log.info(
+            "event=kv_cache_allocated blocks=%d block_size=%d bytes=%d device=%s",
+            self.num_blocks,
+            block_size,
+            self.num_blocks * block_bytes,
+            self.device,
+        )
+
+    def allocate_kv_cache(self) -> list[KVCache]:
+        shape = (
+            self.config.num_layers,
+            2,
+            self.num_blocks,
+            self.block_size,
+            self.config.num_kv_heads,
+            self.config.head_dim,
+        )
+        cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        return [(cache[layer, 0], cache[layer, 1]) for layer in range(self.config.num_layers)]
+
+    def check_block_ids(self, batch: StepBatch) -> None:
+        for seq in batch.seqs:
+            if seq.block_table and (max(seq.block_table) >= self.num_blocks or min(seq.block_table) < 0):
+                raise ValueError(f"sequence {seq.seq_id}: block id outside [0, {self.num_blocks})")
+
+    @torch.inference_mode()
+    def execute(self, batch: StepBatch) -> list[SampledToken]:
+        """Run one step; return a token per sequence with `needs_sample`, in batch order."""
+        if not batch.seqs:
+            return []
+        self.check_block_ids(batch)
+        inputs = build_step_inputs(batch, self.block_size, self.max_model_len)
+        meta = move_metadata(inputs.meta, self.device)
+        hidden = self.model(
+            inputs.input_ids.to(self.device), inputs.positions.to(self.device), self.kv_caches, meta
+        )
+        if not inputs.sample_seqs:
+            return []
+        logits = self.model.compute_logits(hidden[inputs.sample_rows.to(self.device)])
+        return sample(logits, inputs.sample_seqs)
+
+
+def move_metadata(meta: AttentionMetadata, device: torch.device) -> AttentionMetadata:
+    if device.type == "cpu":
+        return meta
+
+    def to(tensor: torch.Tensor | None) -> torch.Tensor | None:
+        return None if tensor is None else tensor.to(device, non_blocking=True)
+
+    return AttentionMetadata(
+        slot_mapping=meta.slot_mapping.to(device),
+        decode_groups=[
+            DecodeGroup(g.query_start, g.context_slots.to(device), g.mask.to(device))
+            for g in meta.decode_groups
+        ],
+        prefills=[
+            PrefillChunk(c.query_start, c.query_len, to(c.context_slots), to(c.mask)) for c in meta.prefills
+        ],
+    )

@@ -1,0 +1,201 @@
+"""One benchmark scenario end to end: oracle, tuned baselines, tokenfleet, the accelerator mix, targets.
+
+Order matters: the smallest static fleet meeting the SLO caps the oracle (perfect foresight never needs
+more), and the oracle's per-minute plan defines "enough capacity" for the worst-lag metric and gives the
+baselines' search grids a scale. Runs before the oracle (static) report no lag: they never lack capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokenfleet_devkit.sim import baselines, oracle
+from tokenfleet_devkit.sim.fleet import SimConfig, VariantSetup
+from tokenfleet_devkit.sim.metrics import worst_lag
+from tokenfleet_devkit.sim.perf_model import gpu_model
+from tokenfleet_devkit.sim.runs import (
+    Bench,
+    Run,
+    Search,
+    search,
+    search_oracle,
+    search_static,
+    setting_value,
+    tokenfleet_policy,
+)
+from tokenfleet_devkit.sim.scenarios import Scenario, to_requests
+
+BASELINES = ("static-peak", "hpa-rps", "keda-waiting", "knative-kpa")
+
+
+@dataclass
+class ScenarioOutcome:
+    scenario: Scenario
+    num_requests: int
+    horizon_s: float
+    searches: list[Search] = field(default_factory=list)
+    mix: dict[str, Run] = field(default_factory=dict)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+
+    def best(self, policy: str) -> Run | None:
+        return next((s.best for s in self.searches if s.policy == policy), None)
+
+
+def _variant(name: str) -> VariantSetup:
+    perf = gpu_model(name)
+    return VariantSetup(name, perf, perf.hardware.hourly_cost)
+
+
+def run_scenario(scenario: Scenario, smoke: bool, with_mix: bool) -> ScenarioOutcome:
+    records = scenario.load()
+    horizon = math.ceil(max((r.arrival_s for r in records), default=60.0) / 60.0) * 60.0
+    h100 = _variant("h100")
+    config = SimConfig(variants=(h100,), interval_s=scenario.interval_s)
+    bench = Bench(records, scenario.slo, config, horizon)
+    outcome = ScenarioOutcome(scenario, len(records), horizon)
+    demand = oracle.demand_per_minute(
+        to_requests(records), h100.perf, config.engine.max_batched_tokens, horizon
+    )
+
+    high = max(oracle.plan(demand, 0.3)) * 2 + 2
+    found_static = search_static(bench, "h100", 1, max(oracle.plan(demand, 0.6)) + 1 if smoke else high)
+    cap = int(setting_value(found_static.best))
+    found_oracle = search_oracle(bench, "h100", demand, cap, 1 if smoke else scenario.search_points + 1)
+    bench.need_per_minute = oracle.plan(demand, setting_value(found_oracle.best), cap)
+    outcome.searches += [found_oracle, found_static]
+    for run in found_oracle.tried + found_static.tried:  # run before the plan existed
+        run.summary["worst_lag_s"] = worst_lag(run.result.timeline, bench.need_per_minute)
+
+    mean_replicas = sum(bench.need_per_minute) / len(bench.need_per_minute)
+    rps_per_replica = len(records) / horizon / mean_replicas
+    factors = _grid([1.0, 0.7, 1.4, 0.5], smoke, scenario)
+    outcome.searches.append(
+        search(
+            "hpa-rps",
+            [(f"rps/replica={rps_per_replica * f:.2f}", _hpa(rps_per_replica * f)) for f in factors],
+            bench,
+        )
+    )
+    waiting = _grid([4.0, 8.0, 2.0, 16.0], smoke, scenario)
+    outcome.searches.append(
+        search("keda-waiting", [(f"waiting/replica={w:g}", _keda(w)) for w in waiting], bench)
+    )
+    concurrency = _grid([16.0, 32.0, 8.0, 64.0], smoke, scenario)
+    outcome.searches.append(
+        search("knative-kpa", [(f"concurrency={c:g}", _kpa(c)) for c in concurrency], bench)
+    )
+    queue_targets = _grid([4.0, 2.0, 8.0, 1.0], smoke, scenario)
+    tf_grid = [
+        (
+            f"queueDepthPerReplica={q:g}",
+            _tokenfleet(config.variants, scenario, {"targets": {"queueDepthPerReplica": q}}),
+        )
+        for q in queue_targets
+    ]
+    outcome.searches.append(search("tokenfleet", tf_grid, bench))
+    if with_mix and scenario.with_mix:
+        outcome.mix = _mix(bench, scenario, outcome.best("tokenfleet"))
+    outcome.targets = check_targets(outcome)
+    return outcome
+
+
+def _grid(values: list[float], smoke: bool, scenario: Scenario) -> list[float]:
+    """The first `search_points` settings (most promising first); one in smoke runs."""
+    return values[:1] if smoke else values[: scenario.search_points]
+
+
+def _hpa(target: float) -> Any:
+    return lambda: baselines.Hpa("h100", target)
+
+
+def _keda(target: float) -> Any:
+    return lambda: baselines.Keda("h100", target)
+
+
+def _kpa(target: float) -> Any:
+    return lambda: baselines.Kpa("h100", target)
+
+
+def _tokenfleet(variants: tuple[VariantSetup, ...], scenario: Scenario, overrides: dict[str, Any]) -> Any:
+    return lambda: tokenfleet_policy(variants, scenario.slo, scenario.interval_s, overrides)
+
+
+def _mix(bench: Bench, scenario: Scenario, best_h100: Run | None) -> dict[str, Run]:
+    """tokenfleet on H100 only (already run), L40S only, and both with the cost-aware placement."""
+    setting = best_h100.setting if best_h100 else "queueDepthPerReplica=8"
+    queue = float(setting.split("=")[1])
+    overrides = {"targets": {"queueDepthPerReplica": queue}}
+    runs: dict[str, Run] = {}
+    if best_h100 is not None:
+        runs["h100"] = best_h100
+    for label, names in (("l40s", ("l40s",)), ("h100+l40s", ("h100", "l40s"))):
+        variants = tuple(_variant(n) for n in names)
+        mixed = Bench(
+            bench.records,
+            bench.slo,
+            SimConfig(variants=variants, interval_s=scenario.interval_s),
+            bench.horizon_s,
+            bench.need_per_minute,
+        )
+        policy = tokenfleet_policy(variants, scenario.slo, scenario.interval_s, overrides)
+        runs[label] = mixed.run(policy, setting, {names[0]: bench.need_per_minute[0]})
+    return runs
+
+
+def _target(name: str, is_met: bool, detail: str) -> dict[str, Any]:
+    return {"target": name, "met": is_met, "detail": detail}
+
+
+def check_targets(outcome: ScenarioOutcome) -> list[dict[str, Any]]:
+    tf, static, best_oracle = outcome.best("tokenfleet"), outcome.best("static-peak"), outcome.best("oracle")
+    if tf is None or static is None or best_oracle is None:
+        return []
+    s = tf.summary
+    results = [
+        _target(
+            "tokenfleet SLO attainment >= 99%",
+            tf.meets_slo,
+            f"{100 * float(s['slo_attainment']):.2f}%",
+        )
+    ]
+    peak_h = float(static.summary["gpu_hours"])
+    oracle_saving = peak_h - float(best_oracle.summary["gpu_hours"])
+    tf_saving = peak_h - float(s["gpu_hours"])
+    captured = tf_saving / oracle_saving if oracle_saving > 0 else 0.0
+    results.append(
+        _target(
+            "captures >= 70% of the oracle's GPU-hour saving over peak",
+            captured >= 0.7 and tf.meets_slo,
+            f"{100 * captured:.0f}% (oracle saves {oracle_saving:.1f} of {peak_h:.1f} GPU-h; "
+            f"tokenfleet {tf_saving:.1f})",
+        )
+    )
+    if outcome.scenario.is_bursty:
+        tuned = [r for r in (outcome.best(p) for p in BASELINES) if r is not None and r.meets_slo]
+        if tuned:
+            cheapest = min(tuned, key=lambda r: float(r.summary["gpu_hours"]))
+            ratio = float(s["gpu_hours"]) / float(cheapest.summary["gpu_hours"])
+            results.append(
+                _target(
+                    ">= 10% fewer GPU-hours than the best tuned baseline",
+                    ratio <= 0.9 and tf.meets_slo,
+                    f"tokenfleet/{cheapest.policy} = {ratio:.2f}",
+                )
+            )
+    if outcome.mix:
+        mixed = outcome.mix.get("h100+l40s")
+        singles = [r for k, r in outcome.mix.items() if k != "h100+l40s" and r.meets_slo]
+        if mixed is not None:
+            cheapest_single = min((float(r.summary["dollars"]) for r in singles), default=math.inf)
+            results.append(
+                _target(
+                    "cost-aware H100+L40S mix cheaper than the best single type at the SLO",
+                    mixed.meets_slo and float(mixed.summary["dollars"]) < cheapest_single,
+                    f"mix ${float(mixed.summary['dollars']):.1f} "
+                    f"(SLO {100 * float(mixed.summary['slo_attainment']):.1f}%) "
+                    f"vs best single ${cheapest_single:.1f}",
+                )
+            )
+    return results

@@ -1,0 +1,78 @@
+"""The benchmark's smoke mode and the `tokenfleet sim` entry, on the real traces when they are present."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tokenfleet_devkit import traces
+from tokenfleet_devkit.bench import autoscaling
+from tokenfleet_devkit.sim import cli
+
+
+def _require(name: str) -> None:
+    try:
+        traces.trace_path(name)
+    except traces.TraceMissing as err:
+        pytest.skip(str(err))
+
+
+def test_smoke_benchmark_writes_json_and_plots(tmp_path: Path) -> None:
+    _require(traces.AZURE_CODE)
+    assert autoscaling.main(["--smoke", "--trace", "azure-code", "--results", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "autoscaling.json").read_text())
+    scenario = report["scenarios"]["azure-code"]
+    assert set(scenario["policies"]) == {
+        "static-peak",
+        "hpa-rps",
+        "keda-waiting",
+        "knative-kpa",
+        "tokenfleet",
+        "oracle",
+    }
+    for summary in scenario["policies"].values():
+        assert summary["requests"] == scenario["requests"] > 0
+        assert summary["completed"] + sum(summary["rejected"].values()) == summary["requests"]
+    assert scenario["targets"] and all("met" in t for t in scenario["targets"])
+    assert (tmp_path / "autoscaling_azure-code_replicas.png").stat().st_size > 0
+    assert (tmp_path / "autoscaling_azure-code_cost_slo.png").stat().st_size > 0
+
+
+def test_missing_traces_are_skipped_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TOKENFLEET_TRACES", str(tmp_path / "absent"))
+    assert autoscaling.main(["--smoke", "--no-plots", "--results", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "autoscaling.json").read_text())
+    assert all("skipped" in s for s in report["scenarios"].values())
+    assert cli.main(["--minutes", "1"]) == 0
+    assert "skipping" in capsys.readouterr().err
+
+
+def test_sim_cli_runs_a_trace_excerpt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _require(traces.AZURE_CODE)
+    out = tmp_path / "run.json"
+    code = cli.main(
+        [
+            "--trace",
+            "azure-code",
+            "--policy",
+            "static",
+            "--replicas",
+            "2",
+            "--minutes",
+            "3",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert "slo_attainment" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["summary"]["completed"] > 0
+    assert data["timeline"][0]["ready"] == {"h100": 2}
+
+
+def test_sim_cli_refuses_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--minutes", "0"]) == 2
+    assert "must be positive" in capsys.readouterr().err

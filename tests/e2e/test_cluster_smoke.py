@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +13,9 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def pods(cluster: Cluster, ns: str, selector: str) -> list[dict[str, Any]]:

@@ -17,7 +17,8 @@ import openai
 import yaml
 
 from tests.conftest import Cluster
-from tests.packaging.fleet_tools import free_port, wait_for
+from tests.packaging.fleet_tools import free_port
+from tests.waiting import wait_for
 from tokenfleet_devkit.packaging import dashboard_model, file_sd, sync
 from tokenfleet_devkit.packaging.dashboards import DASHBOARDS
 from tokenfleet_devkit.packaging.promql import PrometheusClient, parse_label_values, substitute

@@ -20,8 +20,8 @@ from tests.packaging.fleet_tools import (
     inference_deployment,
     make_model,
     ready_pods,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

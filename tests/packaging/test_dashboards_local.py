@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.packaging.fleet_tools import free_port, make_model, wait_for
+from tests.packaging.fleet_tools import free_port, make_model
 from tests.packaging.prometheus_tools import drive_load, empty_queries, running_prometheus
+from tests.waiting import wait_for
 from tokenfleet_devkit.packaging import file_sd
 
 pytestmark = pytest.mark.slow

@@ -18,9 +18,9 @@ from tests.packaging.fleet_tools import (
     inference_deployment,
     make_model,
     ready_pods,
-    wait_for,
 )
 from tests.packaging.prometheus_tools import TargetWriter, drive_load, empty_queries, running_prometheus
+from tests.waiting import wait_for
 from tokenfleet_common import metric_names
 from tokenfleet_devkit.packaging import fleet_gauges
 

@@ -14,7 +14,8 @@ import yaml
 
 from tests.conftest import Cluster
 from tests.packaging.chart_tools import MANIFESTS
-from tests.packaging.fleet_tools import free_port, get_json, ready_pods, wait_for
+from tests.packaging.fleet_tools import free_port, get_json, ready_pods
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

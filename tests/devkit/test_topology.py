@@ -50,3 +50,17 @@ def test_kwok_pod_stages_exclude_launcher_pods_but_node_stages_are_untouched() -
         "spec"
     ]["selector"]["matchExpressions"]
     assert "type: Ready, reason: ProcessStarting" in ours["spec"]["next"]["statusTemplate"]
+
+
+def test_clusters_side_by_side_get_disjoint_pod_networks() -> None:
+    names = ["tokenfleet", "tokenfleet-test", "tokenfleet-demo", "tokenfleet-demo-e2e", "someone-else"]
+    ranges = []
+    for name in names:
+        start = topology.NODES_PER_SLOT * topology.cluster_slot(name)
+        nodes = topology.gpu_nodes(start=start)
+        ranges.append({n["spec"]["podCIDR"] for n in nodes})
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1 :]:
+            assert not a & b
+    last = topology.pod_cidr(topology.NODES_PER_SLOT * 16 - 1)
+    assert ipaddress.ip_network(last).subnet_of(ipaddress.ip_network(topology.POD_NETWORK))

@@ -183,7 +183,7 @@ def up(say: Say = print, paths: Paths | None = None, launcher: bool = True) -> P
         "--quiet-pull",
     )
     say(f"control plane ready in {time.monotonic() - started:.1f}s; adding fake GPU nodes")
-    add_nodes(paths, topology.gpu_nodes())
+    add_nodes(paths, topology.gpu_nodes(start=topology.NODES_PER_SLOT * topology.cluster_slot(paths.name)))
     wait_nodes_ready(paths, len(topology.gpu_nodes()))
     if launcher:
         pid = daemon.start(paths.kubeconfig, paths.state)

@@ -8,6 +8,7 @@ kwok's usual instant Running/Ready lifecycle.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +34,21 @@ DEFAULT_POOLS = (
 )
 
 
+NODES_PER_SLOT = 1024  # /24s per cluster: four second octets of the loopback pod network
+_KNOWN_SLOTS = {"tokenfleet": 0, "tokenfleet-test": 1, "tokenfleet-demo": 2, "tokenfleet-demo-e2e": 3}
+
+
 def pod_cidr(index: int) -> str:
     """A /24 per node inside the loopback pod network (127.64.0.0/24, 127.64.1.0/24, ...)."""
     return f"127.{64 + index // 256}.{index % 256}.0/24"
+
+
+def cluster_slot(name: str) -> int:
+    """Which part of the pod network a named cluster uses, so two local clusters running side by
+    side never hand out the same pod IP (a request would reach the other cluster's process)."""
+    if name in _KNOWN_SLOTS:
+        return _KNOWN_SLOTS[name]
+    return 4 + zlib.crc32(name.encode()) % 12
 
 
 def gpu_node(pool: NodePool, ordinal: int, index: int) -> dict[str, Any]:

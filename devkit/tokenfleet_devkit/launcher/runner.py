@@ -51,6 +51,7 @@ class Running:
     probe_failures: int = 0
     started: float = field(default_factory=time.monotonic)
     terminating_since: float | None = None
+    restart_at: float | None = None  # set while waiting out the restart backoff
 
 
 class Launcher:
@@ -132,6 +133,10 @@ class Launcher:
         return env
 
     def _start(self, spec: ProcessSpec, restarts: int = 0) -> None:
+        with self.lock:
+            existing = self.procs.get(spec.pod_key)
+        if existing is not None and existing.proc.poll() is None:
+            return  # one process per pod, whatever the interleaving of watch and supervision
         self.log_dir.mkdir(parents=True, exist_ok=True)
         logfile = self.log_dir / f"{spec.pod_key.replace('/', '_')}.log"
         with open(logfile, "ab") as out:
@@ -196,23 +201,22 @@ class Launcher:
         self._probe(running)
 
     def _on_exit(self, key: str, running: Running, code: int) -> None:
+        """Restart per restartPolicy after a backoff; the entry stays in `procs` meanwhile, so the
+        watch never starts a second process for the same pod."""
+        if running.restart_at is not None:
+            if time.monotonic() >= running.restart_at:
+                self._start(running.spec, restarts=running.restarts + 1)
+            return
         log.warning("event=exited pod=%s code=%d restarts=%d", key, code, running.restarts)
+        self._patch_status(
+            running.spec, ready=False, running=False, restarts=running.restarts, exit_code=code
+        )
         policy = running.spec.restart_policy
         if policy == "Always" or (policy == "OnFailure" and code != 0):
-            backoff = min(10.0, 0.5 * 2**running.restarts)
-            self._patch_status(
-                running.spec, ready=False, running=False, restarts=running.restarts, exit_code=code
-            )
-            with self.lock:
-                self.procs.pop(key, None)
-            time.sleep(backoff)
-            self._start(running.spec, restarts=running.restarts + 1)
+            running.restart_at = time.monotonic() + min(10.0, 0.5 * 2**running.restarts)
         else:
             with self.lock:
                 self.procs.pop(key, None)
-            self._patch_status(
-                running.spec, ready=False, running=False, restarts=running.restarts, exit_code=code
-            )
 
     def _probe(self, running: Running) -> None:
         probe = running.spec.readiness

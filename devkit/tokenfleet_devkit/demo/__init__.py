@@ -1,0 +1,1 @@
+"""`tokenfleet demo`: a whole fleet on the local control plane, autoscaling under a real trace."""

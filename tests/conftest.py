@@ -19,7 +19,8 @@ import pytest
 
 from tokenfleet_devkit.cluster import control_plane
 
-TEST_CLUSTER = "tokenfleet-test"
+# Overridable so two checkouts can run their suites side by side without sharing a cluster.
+TEST_CLUSTER = os.environ.get("TOKENFLEET_TEST_CLUSTER", "tokenfleet-test")
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,21 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import httpx
 import kopf
 
 from tokenfleet_operator import GROUP, PLURAL, VERSION
-from tokenfleet_operator.kube import KubeApi
+from tokenfleet_operator.kube import KubeApi, KubeError
 from tokenfleet_operator.operator_metrics import OperatorMetrics
 from tokenfleet_operator.reconciler import Reconciler, owner_of
-from tokenfleet_operator.resource import InvalidSpec, parse_spec
+from tokenfleet_operator.resource import DEFAULT_METRICS_INTERVAL, InvalidSpec, parse_spec
 from tokenfleet_operator.settings import OperatorSettings
 
 PREFIX = "tokenfleet.io"
+RETRY_SECONDS = 5
 
 
 @kopf.on.startup()
@@ -34,15 +36,17 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING  # Events are for scaling decisions, not handler chatter
     settings.watching.server_timeout = 300
     api = KubeApi.from_kubeconfig(operator.kubeconfig)
+    children_api = KubeApi.from_kubeconfig(operator.kubeconfig)
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
     metrics: OperatorMetrics = memo.metrics
     memo.http = http
-    memo.reconciler = Reconciler(api, http, operator, metrics)
+    memo.reconciler = Reconciler(api, http, operator, metrics, children_api=children_api)
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     await memo.reconciler.api.close()
+    await memo.reconciler.children_api.close()
     await memo.http.aclose()
 
 
@@ -55,7 +59,18 @@ async def reconcile_children(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logg
     except InvalidSpec as exc:
         memo.metrics.errors.labels("spec").inc()
         raise kopf.PermanentError(str(exc)) from exc
+    except (KubeError, httpx.HTTPError) as exc:
+        # An overloaded or restarting API server: try again soon, not after kopf's default minute.
+        memo.metrics.errors.labels("apply").inc()
+        raise kopf.TemporaryError(f"applying children failed: {exc!r}", delay=RETRY_SECONDS) from exc
     logger.info("event=reconciled writes=%d", writes)
+
+
+def tick_interval(body: kopf.Body) -> float:
+    try:
+        return float(parse_spec(body["spec"]).autoscaling.metrics.interval_seconds)
+    except InvalidSpec:
+        return float(DEFAULT_METRICS_INTERVAL)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", cancellation_timeout=10)
@@ -64,17 +79,17 @@ async def autoscale(
 ) -> None:
     memo.metrics.fleets.inc()
     try:
+        # Start at a random point of the interval, so many fleets do not all tick at the same moment.
+        await stopped.wait(random.uniform(0.0, tick_interval(body)))
         while not stopped:
-            interval = 5.0
             try:
-                interval = parse_spec(body["spec"]).autoscaling.metrics.interval_seconds
                 await memo.reconciler.tick(body)
             except InvalidSpec as exc:
                 logger.warning("event=invalid_spec error=%r", str(exc))
             except Exception as exc:
                 memo.metrics.errors.labels("tick").inc()
-                logger.exception("event=tick_failed error=%r", str(exc))
-            await stopped.wait(interval)
+                logger.exception("event=tick_failed error=%r", exc)
+            await stopped.wait(tick_interval(body))
     finally:
         memo.metrics.fleets.dec()
 

@@ -22,6 +22,7 @@ from tokenfleet_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION
 
 HASH_ANNOTATION = "tokenfleet.io/applied-hash"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+API_CONNECTIONS = 32  # concurrent requests to the API server; more wait their turn
 
 _KINDS = {
     "Deployment": ("/apis/apps/v1", "deployments"),
@@ -95,7 +96,14 @@ class KubeApi:
             token = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
             return {"Authorization": token} if token else {}
 
-        client = httpx.AsyncClient(base_url=configuration.host, verify=verify, timeout=10.0)
+        # Many fleets reconcile at once: requests queue for a connection for as long as it takes (the
+        # pool bounds the load on the API server), while each request itself still times out.
+        client = httpx.AsyncClient(
+            base_url=configuration.host,
+            verify=verify,
+            timeout=httpx.Timeout(10.0, pool=None),
+            limits=httpx.Limits(max_connections=API_CONNECTIONS, max_keepalive_connections=API_CONNECTIONS),
+        )
         return cls(client, auth_headers)
 
     async def close(self) -> None:
@@ -120,7 +128,10 @@ class KubeApi:
         response = await self._client.request(
             method, path, headers=headers, content=content, params=params or None
         )
-        if response.status_code >= 400 and response.status_code != 404:
+        # 404 means "absent" only for reads and deletes; a write that 404s (say, a RoleBinding whose
+        # namespace or Role is not there yet) failed and must be retried, not counted as written.
+        absent_ok = method in ("GET", "DELETE") and response.status_code == 404
+        if response.status_code >= 400 and not absent_ok:
             raise KubeError(f"{method} {path}: {response.status_code} {response.text[:500]}")
         return response
 
@@ -161,13 +172,20 @@ class KubeApi:
             content_type="application/merge-patch+json",
         )
 
-    async def set_fleet_replicas(self, namespace: str, name: str, replicas: int) -> None:
+    async def set_fleet_replicas(self, namespace: str, name: str, replicas: int) -> int:
+        """Write spec.replicas through /scale; returns the resource's generation after the write.
+
+        The write bumps metadata.generation, and the Scale answer does not carry it: reading it back lets
+        the same tick report it as observed, instead of a second status write on the next tick.
+        """
         await self._request(
             "PATCH",
             fleet_path(namespace, name) + "/scale",
             body={"spec": {"replicas": replicas}},
             content_type="application/merge-patch+json",
         )
+        live = await self.get(fleet_path(namespace, name))
+        return int(((live or {}).get("metadata") or {}).get("generation", 0))
 
     async def set_deletion_costs(
         self, namespace: str, pods: list[dict[str, Any]], costs: Mapping[str, int]

@@ -7,6 +7,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from tokenfleet_common import metric_names as m
+from tokenfleet_operator.fleet_gauges import FleetGauges
 
 
 def _without_total(name: str) -> str:
@@ -42,6 +43,7 @@ class OperatorMetrics:
             ["verb"],
             registry=self.registry,
         )
+        self.fleet = FleetGauges(self.registry)
         self.fleets = Gauge(
             "tokenfleet_operator_fleets",
             "InferenceDeployments this operator is sizing.",

@@ -8,6 +8,7 @@ Deployments, pod deletion costs before a scale-down, the status, and an Event fo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +45,9 @@ class FleetState:
         self.history = [s for s in self.history if s.time >= snapshot.time - keep_seconds]
 
 
+IDENTITY_KINDS = ("ServiceAccount", "Role", "RoleBinding")
+
+
 def history_seconds(spec: InferenceDeploymentSpec) -> float:
     auto = spec.autoscaling
     interval = auto.metrics.interval_seconds
@@ -75,9 +79,13 @@ class Reconciler:
         settings: OperatorSettings,
         metrics: OperatorMetrics,
         clock: Callable[[], float] = time.time,
+        children_api: KubeApi | None = None,
     ) -> None:
-        self.api = api
-        api.on_request = lambda verb: metrics.api_requests.labels(verb).inc()
+        self.api = api  # ticks: pods, replicas, status, Events
+        # Spec changes get their own connections, so they never queue behind every fleet's tick.
+        self.children_api = children_api or api
+        for client in {id(api): api, id(self.children_api): self.children_api}.values():
+            client.on_request = lambda verb: metrics.api_requests.labels(verb).inc()
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -93,6 +101,7 @@ class Reconciler:
         key = f"{owner.namespace}/{owner.name}"
         self.states.pop(key, None)
         self._direct.forget(key)
+        self.metrics.fleet.forget(owner.namespace, owner.name)
 
     def source(self, spec: InferenceDeploymentSpec) -> MetricsSource:
         url = spec.autoscaling.metrics.url
@@ -101,12 +110,12 @@ class Reconciler:
         return self._direct
 
     async def live_replicas(
-        self, owner: child_meta.Owner, spec: InferenceDeploymentSpec
+        self, owner: child_meta.Owner, spec: InferenceDeploymentSpec, api: KubeApi | None = None
     ) -> dict[str, int] | None:
         """Replicas per variant as the worker Deployments have them; None when none exists yet."""
         found: dict[str, int] = {}
         for name in spec.variant_names:
-            live = await self.api.get(
+            live = await (api or self.api).get(
                 f"/apis/apps/v1/namespaces/{owner.namespace}/deployments/"
                 + child_meta.worker_deployment_name(owner.name, name)
             )
@@ -124,18 +133,27 @@ class Reconciler:
         started = time.perf_counter()
         spec = parse_spec(body["spec"])
         owner = owner_of(body)
-        replicas = await self.live_replicas(owner, spec) or self.initial_replicas(spec)
+        api = self.children_api
+        replicas = await self.live_replicas(owner, spec, api) or self.initial_replicas(spec)
+        # Concurrently: each apply is a read and at most one write, and a spec change should reach the
+        # worker Deployments in one round trip, not after every other child.
+        manifests = children.build_children(owner, spec, replicas, self.settings)
+        # The router's identity goes first and in order (a RoleBinding needs its Role and account);
+        # everything else concurrently.
+        identity = [m for m in manifests if m["kind"] in IDENTITY_KINDS]
         writes = 0
-        for manifest in children.build_children(owner, spec, replicas, self.settings):
-            writes += await self.api.apply(manifest)
+        for manifest in sorted(identity, key=lambda m: IDENTITY_KINDS.index(m["kind"])):
+            writes += await api.apply(manifest)
+        rest = [m for m in manifests if m["kind"] not in IDENTITY_KINDS]
+        writes += sum(await asyncio.gather(*(api.apply(m) for m in rest)))
         selector = child_meta.selector_string(
             {child_meta.LABEL_DEPLOYMENT: owner.name, child_meta.LABEL_COMPONENT: "worker"}
         )
         wanted = {child_meta.worker_deployment_name(owner.name, v) for v in spec.variant_names}
-        for live in await self.api.list_objects("Deployment", owner.namespace, selector):
+        for live in await api.list_objects("Deployment", owner.namespace, selector):
             name = live["metadata"]["name"]
             if name not in wanted:  # a variant removed from the spec
-                await self.api.delete("Deployment", owner.namespace, name)
+                await api.delete("Deployment", owner.namespace, name)
                 writes += 1
         self.metrics.reconcile_seconds.labels("children").observe(time.perf_counter() - started)
         return writes
@@ -187,16 +205,19 @@ class Reconciler:
         decision = self._decide(spec, state, current, now)
         if decision.is_change:
             await self._apply_replicas(owner, spec, decision, pods, snapshot)
+        generation = int(body["metadata"].get("generation", 0))
         if spec.autoscaling.mode == "builtin" and spec.replicas != decision.total:
             # Mirror the decision into spec.replicas, as HPA does for its target, so /scale tells the truth.
-            await self.api.set_fleet_replicas(owner.namespace, owner.name, decision.total)
+            after = await self.api.set_fleet_replicas(owner.namespace, owner.name, decision.total)
+            # Our own write is observed; a jump of more than one means someone else changed the spec too.
+            generation = after if after == generation + 1 else generation
         previous = state.last_status if state.last_status is not None else dict(body.get("status") or {})
-        generation = int(body["metadata"].get("generation", 0))
         new_status = status.build_status(owner.name, spec, decision, snapshot, generation, previous, iso(now))
         patch = status.status_changes(new_status, previous)
         if patch:
             await self.api.patch_status(owner.namespace, owner.name, patch)
         state.last_status = new_status
+        self.metrics.fleet.publish(owner.namespace, owner.name, spec, new_status)
         event = status.scaling_event(decision)
         if event is not None:
             await self.api.post_event(owner.namespace, body, event.type, event.reason, event.message)

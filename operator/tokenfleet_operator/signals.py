@@ -14,6 +14,7 @@ recommendation is the largest ask. Signals:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ from tokenfleet_operator.resource import AutoscalingSpec, EngineSpec
 from tokenfleet_operator.snapshot import FleetSnapshot
 
 _EPSILON = 1e-9
+# TTFT p95 stays high for a while after capacity arrives (requests queued before it still finish late),
+# so one interval's TTFT may at most ask for this multiple of the ready replicas.
+TTFT_MAX_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,13 @@ def queue_per_replica(snap: FleetSnapshot) -> float:
     return (snap.waiting + snap.router_held) / max(snap.ready, 1)
 
 
+@functools.lru_cache(maxsize=16384)
 def recommend(spec: AutoscalingSpec, snap: FleetSnapshot) -> Recommendation:
-    """The total replica count this snapshot's load calls for."""
+    """The total replica count this snapshot's load calls for.
+
+    Cached by value (both arguments are frozen): the policy re-asks for every snapshot in its window at
+    each tick, and a snapshot's answer never changes.
+    """
     ready = snap.ready
     targets = spec.targets
     if ready == 0:
@@ -93,7 +102,8 @@ def recommend(spec: AutoscalingSpec, snap: FleetSnapshot) -> Recommendation:
     slo = targets.ttft_p95_seconds
     ttft = snap.ttft_p95_seconds
     if slo and ttft is not None and ttft > slo * (1.0 + spec.tolerance):
-        asks.append(Recommendation(_ceil(ready * ttft / slo), "ttft", f"TTFT p95 {ttft:.2f}s (SLO {slo:g}s)"))
+        ratio = min(ttft / slo, TTFT_MAX_RATIO)
+        asks.append(Recommendation(_ceil(ready * ratio), "ttft", f"TTFT p95 {ttft:.2f}s (SLO {slo:g}s)"))
     # Ties go to the earliest signal in the list, so the reason names the most direct measurement.
     return max(asks, key=lambda a: a.replicas)
 

@@ -1,4 +1,4 @@
-"""Fixtures for the operator's end-to-end tests: the CRD installed once, operator processes."""
+"""Fixtures for the operator's end-to-end tests: the CRD installed once, a tiny model, operator processes."""
 
 from __future__ import annotations
 
@@ -7,13 +7,41 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Cluster
 from tests.operator.kube_helpers import free_port, install_crd
+
+
+@dataclass(frozen=True)
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    metrics_port: int
+    log: Path
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the operator's own /metrics (0 when absent)."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        return 0.0
+
+    def decisions(self) -> float:
+        return sum(
+            self.metric("tokenfleet_operator_scaling_decisions_total", direction=d)
+            for d in ("up", "down", "hold", "rebalance")
+        )
+
+
+OperatorStarter = Callable[..., OperatorProcess]
 
 
 @pytest.fixture(scope="module")
@@ -22,37 +50,53 @@ def crd(cluster: Cluster) -> Cluster:
     return cluster
 
 
-@pytest.fixture
-def operator_process(crd: Cluster, tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
-    """Start `tokenfleet-operator --standalone` for a namespace; every one started is stopped afterwards.
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama checkpoint with its tokenizer (sim workers read only the tokenizer)."""
+    from tokenfleet_worker.make_model import make_model
 
-    Each operator's output goes to operator-N.log in the test's tmp_path.
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    make_model(path, preset="tiny")
+    return path
+
+
+@pytest.fixture
+def operator_process(crd: Cluster, tmp_path: Path) -> Iterator[OperatorStarter]:
+    """Start `tokenfleet-operator` for a namespace; every one started is stopped afterwards.
+
+    `start(ns)` runs it `--standalone`; `start(ns, peering="name", priority=N)` runs it as a peer
+    instead. Each operator's output goes to operator-N.log in the test's tmp_path.
     """
     started: list[subprocess.Popen[bytes]] = []
     logs: list[IO[bytes]] = []
 
-    def start(ns: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"operator-{len(started)}.log", "wb")  # noqa: SIM115 - closed in teardown
+    def start(ns: str, peering: str | None = None, priority: int | None = None) -> OperatorProcess:
+        path = tmp_path / f"operator-{len(started)}.log"
+        log = open(path, "wb")  # noqa: SIM115 - closed in teardown
         logs.append(log)
+        port = free_port()
+        peers = ["--standalone"] if peering is None else ["--peering", peering]
+        if priority is not None:
+            peers += ["--priority", str(priority)]
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "tokenfleet_operator",
-                "--standalone",
+                *peers,
                 "--namespace",
                 ns,
                 "--kubeconfig",
                 str(crd.kubeconfig),
                 "--metrics-port",
-                str(free_port()),
+                str(port),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
         started.append(proc)
-        return proc
+        return OperatorProcess(proc, port, path)
 
     yield start
     for proc in started:

@@ -73,3 +73,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def router_url(cluster: Cluster, ns: str) -> str | None:
+    """The OpenAI base URL of a ready router pod of the namespace's fleet, or None while there is none."""
+    pods = get_json(cluster, "pods", "-n", ns, "-l", "tokenfleet.io/component=router")["items"]
+    for pod in pods:
+        conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+        if conditions.get("Ready") == "True" and pod["status"].get("podIP"):
+            return f"http://{pod['status']['podIP']}:8080/v1"
+    return None
+
+
+def worker_replicas(cluster: Cluster, ns: str, variant: str = "l40s", fleet: str = "chat") -> int:
+    deployment = get_json(cluster, "deployment", f"{fleet}-worker-{variant}", "-n", ns)
+    return int(deployment["spec"].get("replicas", 0))
+
+
+def condition(cluster: Cluster, ns: str, kind: str, fleet: str = "chat") -> dict[str, Any]:
+    """One of the fleet's status conditions ({} while it has none of that type)."""
+    status = get_json(cluster, "infdep", fleet, "-n", ns).get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def scaling_events(cluster: Cluster, ns: str, fleet: str = "chat") -> list[dict[str, Any]]:
+    """ScaledUp/ScaledDown/Rebalanced Events about the fleet, oldest first."""
+    items = get_json(cluster, "events", "-n", ns, "--field-selector", f"involvedObject.name={fleet}")["items"]
+    found = [e for e in items if e.get("reason") in ("ScaledUp", "ScaledDown", "Rebalanced")]
+    return sorted(found, key=lambda e: e.get("lastTimestamp") or "")
+
+
+def fleet_status(cluster: Cluster, ns: str, fleet: str = "chat") -> dict[str, Any]:
+    return dict(get_json(cluster, "infdep", fleet, "-n", ns).get("status") or {})
+
+
+def workers(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
+    """The namespace's worker Deployments."""
+    return list(get_json(cluster, "deployments", "-n", ns, "-l", "tokenfleet.io/component=worker")["items"])

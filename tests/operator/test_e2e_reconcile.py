@@ -11,14 +11,13 @@ from __future__ import annotations
 import copy
 import json
 import signal
-import subprocess
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tests.conftest import Cluster
+from tests.operator.conftest import OperatorStarter
 from tests.operator.kube_helpers import FLEET, apply, get_json, wait_for
 from tokenfleet_operator.kube import KubeApi
 from tokenfleet_operator.operator_metrics import OperatorMetrics
@@ -87,14 +86,14 @@ async def test_resync_of_an_unchanged_fleet_makes_zero_writes(crd: Cluster) -> N
 
 
 def test_operator_creates_children_resumes_without_repeating_and_cascades(
-    crd: Cluster, operator_process: Callable[[str], subprocess.Popen[bytes]]
+    crd: Cluster, operator_process: OperatorStarter
 ) -> None:
     cluster = crd
     with cluster.namespace("op") as ns:
         fleet = copy.deepcopy(FLEET)
         fleet["spec"]["autoscaling"]["minReplicas"] = 1
         fleet["spec"]["autoscaling"]["scaleDown"] = {"stabilizationSeconds": 600}
-        first = operator_process(ns)
+        first = operator_process(ns).process
         apply(cluster, ns, fleet)
 
         def children() -> set[str]:
@@ -124,7 +123,7 @@ def test_operator_creates_children_resumes_without_repeating_and_cascades(
             return sum(e.get("count", 1) for e in items if e["reason"] in ("ScaledUp", "ScaledDown"))
 
         before, events_before = generations(), scaling_events()
-        second = operator_process(ns)
+        second = operator_process(ns).process
         time.sleep(8)  # a few intervals of the resumed operator
         assert second.poll() is None
         assert generations() == before, "the resumed operator rewrote children that had not changed"

@@ -168,8 +168,18 @@ def test_consolidation_check_keeps_replicas_whose_batches_are_full() -> None:
 def test_ttft_over_slo_scales_up() -> None:
     spec = make_spec(accelerators=ONE_VARIANT, targets={"ttftP95Seconds": 1.0})
     v = VariantSnapshot(name="h100", ready=2, kv_usage=0.5)
-    decision = decide(spec, [FleetSnapshot(time=0, variants=(v,), ttft_p95_seconds=2.5)], {"h100": 2}, now=0)
-    assert decision.total == 5 and "TTFT" in decision.reason
+    decision = decide(spec, [FleetSnapshot(time=0, variants=(v,), ttft_p95_seconds=1.4)], {"h100": 2}, now=0)
+    assert decision.total == 3 and "TTFT" in decision.reason
+
+
+def test_lingering_high_ttft_grows_the_fleet_by_at_most_half_per_interval() -> None:
+    """TTFT p95 lags: requests queued before new capacity arrived still finish late. Scaling by the
+    full TTFT/SLO ratio each interval over-shoots (ServeGen's long prompts: 3 -> 9 on one reading)."""
+    spec = make_spec(accelerators=ONE_VARIANT, targets={"ttftP95Seconds": 6.0})
+    v = VariantSnapshot(name="h100", ready=3, kv_usage=0.3)
+    history = [FleetSnapshot(time=0, variants=(v,), ttft_p95_seconds=17.0)]
+    decision = decide(spec, history, {"h100": 3}, now=0)
+    assert decision.total == 5 and "TTFT p95 17.00s" in decision.reason
 
 
 def test_tokens_in_flight_lead_kv_usage() -> None:

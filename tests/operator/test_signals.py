@@ -42,7 +42,9 @@ def snap(ready: int = 4, held: int = 0, ttft: float | None = None, **v: Any) -> 
         (snap(kv_usage=0.84), 4, "kv"),  # within tolerance: KV asks for no change
         (snap(kv_usage=0.4), 2, "kv"),
         (snap(kv_usage=0.4, kv_capacity_tokens_per_replica=1000, tokens_in_flight=6400), 8, "tokens"),
-        (snap(kv_usage=0.5, ttft=5.0), 10, "ttft"),
+        (snap(kv_usage=0.5, ttft=2.3), 5, "ttft"),  # 15 % over the SLO: ceil(4 x 1.15)
+        (snap(kv_usage=0.5, ttft=5.0), 6, "ttft"),  # 2.5 x the SLO, capped at 1.5 x per reading
+        (snap(kv_usage=0.5, ttft=2.1), 3, "kv"),  # within tolerance of the SLO: TTFT stays silent
         (snap(ready=0, held=25), 3, "held"),
         (snap(ready=0, starting=2), 2, "none"),
     ],
@@ -50,6 +52,13 @@ def snap(ready: int = 4, held: int = 0, ttft: float | None = None, **v: Any) -> 
 def test_recommend(snapshot: FleetSnapshot, replicas: int, signal: str) -> None:
     rec = recommend(AUTO, snapshot)
     assert (rec.replicas, rec.signal) == (replicas, signal)
+
+
+def test_recommend_is_cached_by_value() -> None:
+    recommend.cache_clear()
+    first = recommend(AUTO, snap(waiting=80))
+    again = recommend(AUTO, snap(waiting=80))  # an equal, separately built snapshot
+    assert again is first and recommend.cache_info().hits == 1
 
 
 def test_ttft_never_asks_for_fewer() -> None:

@@ -84,8 +84,13 @@ def test_draining_worker_503_is_retried_on_another(model_dir: Path, log_dir: Pat
     with running(draining, healthy, router):
         for server in (draining, healthy, router):
             server.wait_ready()
+        # Both workers must have reported once: a worker with no report yet counts as saturated.
+        deadline = time.monotonic() + 45
+        while httpx.get(router.url + "/fleet").json()["available_workers"] < 2:
+            assert time.monotonic() < deadline, "the router never heard from both workers"
+            time.sleep(0.1)
         # Keep the draining worker busy so it stays up (draining) after SIGTERM.
-        long = threading.Thread(target=post_quietly, args=(draining.url, 100), daemon=True)
+        long = threading.Thread(target=post_quietly, args=(draining.url, 400), daemon=True)
         long.start()
         time.sleep(0.3)
         draining.terminate()

@@ -20,8 +20,8 @@ class OperatorMetrics:
         self.registry = registry or CollectorRegistry()
         self.decisions = Counter(
             _without_total(m.OPERATOR_DECISIONS),
-            "Scaling decisions by direction (up, down, hold, rebalance).",
-            ["direction"],
+            "Scaling decisions per fleet by direction (up, down, hold, rebalance).",
+            ["namespace", "infdep", "direction"],
             registry=self.registry,
         )
         self.reconcile_seconds = Histogram(

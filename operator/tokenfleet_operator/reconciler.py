@@ -222,7 +222,7 @@ class Reconciler:
         if event is not None:
             await self.api.post_event(owner.namespace, body, event.type, event.reason, event.message)
             log.info("fleet=%s/%s event=scaled reason=%r", owner.namespace, owner.name, event.message)
-        self.metrics.decisions.labels(decision.direction).inc()
+        self.metrics.decisions.labels(owner.namespace, owner.name, decision.direction).inc()
         self.metrics.reconcile_seconds.labels("tick").observe(time.perf_counter() - started)
         return decision
 

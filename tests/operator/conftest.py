@@ -26,13 +26,14 @@ class OperatorProcess:
     log: Path
 
     def metric(self, name: str, **labels: str) -> float:
-        """One sample of the operator's own /metrics (0 when absent)."""
+        """The sum of the operator's own /metrics samples matching `labels` (0 when absent)."""
         text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    return float(sample.value)
-        return 0.0
+        return sum(
+            float(sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
 
     def decisions(self) -> float:
         return sum(

@@ -16,7 +16,7 @@ def test_metrics_are_served_with_the_shared_names() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     metrics = OperatorMetrics()
-    metrics.decisions.labels("up").inc()
+    metrics.decisions.labels("ns", "chat", "up").inc()
     metrics.errors.labels("metrics").inc(2)
     metrics.reconcile_seconds.labels("tick").observe(0.02)
     server = metrics.serve(port, host="127.0.0.1")
@@ -30,6 +30,8 @@ def test_metrics_are_served_with_the_shared_names() -> None:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-    assert samples[(m.OPERATOR_DECISIONS, (("direction", "up"),))] == 1
+    assert (
+        samples[(m.OPERATOR_DECISIONS, (("direction", "up"), ("infdep", "chat"), ("namespace", "ns")))] == 1
+    )
     assert samples[(m.OPERATOR_ERRORS, (("stage", "metrics"),))] == 2
     assert samples[(m.OPERATOR_RECONCILE + "_count", (("kind", "tick"),))] == 1

@@ -89,14 +89,14 @@ def components() -> list[Component]:
     ]
 
 
-def _go_env(work: Path) -> dict[str, str]:
+def _go_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(GOFLAGS="-mod=mod", GOTOOLCHAIN="local", CGO_ENABLED="0", GOWORK="off")
     return env
 
 
-def _run(cmd: list[str], cwd: Path, say: Say) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env=_go_env(cwd), capture_output=True, text=True)
+def _run(cmd: list[str], cwd: Path) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, env=_go_env(), capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
         raise BuildError(f"`{' '.join(cmd)}` failed in {cwd}:\n{tail}")
@@ -122,15 +122,15 @@ def build_component(comp: Component, out: Path, say: Say) -> None:
     _write_wrapper(comp, work)
     started = time.monotonic()
     say(f"  {comp.name} {comp.version}: resolving modules")
-    _run(["go", "get", *[f"{p}@{comp.version}" for p in comp.packages]], work, say)
+    _run(["go", "get", *[f"{p}@{comp.version}" for p in comp.packages]], work)
     say(f"  {comp.name} {comp.version}: compiling {', '.join(comp.binaries())} (2 cores: minutes)")
     flags = ["-trimpath", "-ldflags", f"-s -w {comp.ldflags}".strip()]
     tmp = out.with_name(out.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
     if comp.main_go:
-        _run(["go", "build", *flags, "-o", str(tmp / comp.name), "."], work, say)
+        _run(["go", "build", *flags, "-o", str(tmp / comp.name), "."], work)
     else:
-        _run(["go", "build", *flags, "-o", str(tmp) + "/", *comp.packages], work, say)
+        _run(["go", "build", *flags, "-o", str(tmp) + "/", *comp.packages], work)
     out.mkdir(parents=True, exist_ok=True)
     for name in comp.binaries():
         os.replace(tmp / name, out / name)

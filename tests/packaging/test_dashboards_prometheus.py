@@ -21,14 +21,8 @@ from tests.packaging.fleet_tools import (
 )
 from tests.packaging.prometheus_tools import TargetWriter, drive_load, empty_queries, running_prometheus
 from tests.waiting import wait_for
-from tokenfleet_common import metric_names
-from tokenfleet_devkit.packaging import fleet_gauges
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-# Operator metrics the overview needs but the operator does not export yet (or not with the fleet's
-# `infdep` label, for the decisions counter).
-AWAITING_OPERATOR = (*fleet_gauges.ALL, metric_names.OPERATOR_DECISIONS)
 
 
 def test_every_dashboard_query_returns_data_from_a_fleet_under_load(cluster: Cluster, tmp_path: Path) -> None:
@@ -75,10 +69,5 @@ def test_every_dashboard_query_returns_data_from_a_fleet_under_load(cluster: Clu
             failures = empty_queries(prom, variables, started)
         cluster.kubectl("delete", "infdep", "chat", "-n", ns, "--wait=true", "--timeout=60s", check=False)
         cluster.helm("uninstall", "tf", "-n", ns, "--wait", check=False)
-    awaiting = [f for f in failures if any(name in f for name in AWAITING_OPERATOR)]
-    unexpected = [f for f in failures if f not in awaiting]
-    assert not unexpected, f"{len(unexpected)} dashboard queries returned no data:\n" + "\n".join(unexpected)
-    if awaiting:
-        # Not a pass: these panels stay empty until the operator exports the fleet gauges (see
-        # tokenfleet_devkit/packaging/fleet_gauges.py). Once it does, this test passes outright.
-        pytest.xfail(f"{len(awaiting)} queries need operator fleet gauges:\n" + "\n".join(awaiting))
+    # The operator's fleet gauges included: every panel must have data, with no exceptions.
+    assert not failures, f"{len(failures)} dashboard queries returned no data:\n" + "\n".join(failures)

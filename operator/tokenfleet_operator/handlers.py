@@ -1,7 +1,8 @@
 """Every kopf registration. Each handler is a few lines: the work is in reconciler.py.
 
-- startup: kopf settings (progress in annotations, no handler-log Events), the shared API client,
-  the reconciler and the operator's metrics server, all kept in the memo;
+- startup: kopf settings (progress in annotations, no handler-log Events), the API clients, the
+  watch-backed cache of children and pods (synced before any handler runs), and the reconciler, all
+  kept in the memo;
 - create/update/resume: reconcile the children;
 - a daemon per resource: one autoscaling tick every `spec.autoscaling.metrics.intervalSeconds`;
 - delete: forget the fleet's history (children go by owner references).
@@ -22,6 +23,7 @@ from tokenfleet_operator.operator_metrics import OperatorMetrics
 from tokenfleet_operator.reconciler import Reconciler, owner_of
 from tokenfleet_operator.resource import DEFAULT_METRICS_INTERVAL, InvalidSpec, parse_spec
 from tokenfleet_operator.settings import OperatorSettings
+from tokenfleet_operator.watch_cache import ClusterCache
 
 PREFIX = "tokenfleet.io"
 RETRY_SECONDS = 5
@@ -37,14 +39,22 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     api = KubeApi.from_kubeconfig(operator.kubeconfig)
     children_api = KubeApi.from_kubeconfig(operator.kubeconfig)
-    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
+    # Watches hold a connection each for minutes: a client of their own, without a pool limit.
+    watch_api = KubeApi.from_kubeconfig(operator.kubeconfig, max_connections=None)
+    cache = ClusterCache(watch_api, operator.namespaces)
     metrics: OperatorMetrics = memo.metrics
+    cache.api.on_request = lambda verb: metrics.api_requests.labels(verb).inc()
+    await cache.start()
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
     memo.http = http
-    memo.reconciler = Reconciler(api, http, operator, metrics, children_api=children_api)
+    memo.cache = cache
+    memo.reconciler = Reconciler(api, http, operator, metrics, cache, children_api=children_api)
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    await memo.cache.stop()
+    await memo.cache.api.close()
     await memo.reconciler.api.close()
     await memo.reconciler.children_api.close()
     await memo.http.aclose()

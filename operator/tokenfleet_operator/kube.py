@@ -1,9 +1,9 @@
 """Every Kubernetes API call the operator makes (besides kopf's own watching), in one place.
 
 Children are written with server-side apply under the field manager `tokenfleet-operator`, and only
-when they differ from what is there: each applied object carries a hash of its desired form, so a
-resync of an unchanged fleet reads but never writes. `requests` counts calls by verb for tests and the
-benchmark.
+when they differ from what is there: each applied object carries a hash of its desired form, compared
+with the watch-cached live object (watch_cache.py), so a resync of an unchanged fleet neither reads nor
+writes. `requests` counts calls by verb (LIST and WATCH for the caches) for tests and the benchmark.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import ssl
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,11 @@ from tokenfleet_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION
 
 HASH_ANNOTATION = "tokenfleet.io/applied-hash"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-API_CONNECTIONS = 32  # concurrent requests to the API server; more wait their turn
+# Concurrent requests per client; more wait their turn. An API server that is short of CPU does not
+# answer faster for being asked more at once: a small pool and a patient timeout keep an overloaded one
+# from timing out every request (and every retry) instead of finishing some.
+API_CONNECTIONS = 16
+REQUEST_SECONDS = 30.0
 
 _KINDS = {
     "Deployment": ("/apis/apps/v1", "deployments"),
@@ -42,6 +47,14 @@ def object_path(kind: str, namespace: str, name: str | None = None) -> str:
     prefix, plural = _KINDS[kind]
     path = f"{prefix}/namespaces/{namespace}/{plural}"
     return f"{path}/{name}" if name else path
+
+
+def kind_path(kind: str, namespace: str | None) -> str:
+    """The collection of `kind` in one namespace, or in every namespace when None."""
+    if namespace is not None:
+        return object_path(kind, namespace)
+    prefix, plural = _KINDS[kind]
+    return f"{prefix}/{plural}"
 
 
 def fleet_path(namespace: str, name: str) -> str:
@@ -72,8 +85,13 @@ class KubeApi:
         self.on_request: Callable[[str], None] = lambda verb: None  # e.g. a Prometheus counter
 
     @classmethod
-    def from_kubeconfig(cls, kubeconfig: str | None = None) -> KubeApi:
-        """Credentials from a kubeconfig file, or the in-cluster service account when there is none."""
+    def from_kubeconfig(
+        cls, kubeconfig: str | None = None, max_connections: int | None = API_CONNECTIONS
+    ) -> KubeApi:
+        """Credentials from a kubeconfig file, or the in-cluster service account when there is none.
+
+        `max_connections` None: no limit (a client for long-lived watches, one connection each).
+        """
         from kubernetes import client as k8s_client
         from kubernetes import config as k8s_config
 
@@ -101,8 +119,8 @@ class KubeApi:
         client = httpx.AsyncClient(
             base_url=configuration.host,
             verify=verify,
-            timeout=httpx.Timeout(10.0, pool=None),
-            limits=httpx.Limits(max_connections=API_CONNECTIONS, max_keepalive_connections=API_CONNECTIONS),
+            timeout=httpx.Timeout(REQUEST_SECONDS, connect=10.0, pool=None),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
         return cls(client, auth_headers)
 
@@ -139,25 +157,65 @@ class KubeApi:
         response = await self._request("GET", path)
         return None if response.status_code == 404 else dict(response.json())
 
-    async def apply(self, manifest: Mapping[str, Any]) -> bool:
-        """Server-side apply `manifest` unless the live object already matches it; True when written."""
+    async def apply(
+        self, manifest: Mapping[str, Any], live: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """Server-side apply `manifest` unless `live` (what is there, as cached) already matches it.
+
+        Returns the object as written, or None when nothing was written.
+        """
+        if is_up_to_date(live, manifest):
+            return None
         meta = manifest["metadata"]
-        path = object_path(manifest["kind"], meta["namespace"], meta["name"])
-        if is_up_to_date(await self.get(path), manifest):
-            return False
-        await self._request(
+        response = await self._request(
             "PATCH",
-            path,
+            object_path(manifest["kind"], meta["namespace"], meta["name"]),
             body=with_hash(manifest),
             content_type="application/apply-patch+yaml",
             fieldManager=FIELD_MANAGER,
             force="true",
         )
-        return True
+        return dict(response.json())
 
-    async def list_objects(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-        response = await self._request("GET", object_path(kind, namespace), labelSelector=selector)
-        return list(response.json().get("items", [])) if response.status_code != 404 else []
+    async def list_all(self, path: str, selector: str, page: int = 500) -> dict[str, Any]:
+        """Every object under `path` matching `selector`, page by page: {"items": [...], "metadata"}."""
+        items: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"labelSelector": selector, "limit": page}
+        while True:
+            self.requests["LIST"] += 1
+            self.on_request("LIST")
+            response = await self._client.get(
+                path, headers={"Accept": "application/json", **self._auth_headers()}, params=params
+            )
+            if response.status_code >= 400:
+                raise KubeError(f"LIST {path}: {response.status_code} {response.text[:500]}")
+            body = response.json()
+            items.extend(body.get("items") or [])
+            metadata = body.get("metadata") or {}
+            if not metadata.get("continue"):
+                return {"items": items, "metadata": metadata}
+            params["continue"] = metadata["continue"]
+
+    def watch(
+        self, path: str, selector: str, resource_version: str, seconds: int
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        """A streamed watch from `resource_version`; the server ends it after `seconds`."""
+        self.requests["WATCH"] += 1
+        self.on_request("WATCH")
+        params: dict[str, str | int] = {
+            "watch": "true",
+            "labelSelector": selector,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": seconds,
+        }
+        return self._client.stream(
+            "GET",
+            path,
+            params=params,
+            headers={"Accept": "application/json", **self._auth_headers()},
+            timeout=httpx.Timeout(10.0, read=seconds + 30.0, pool=None),
+        )
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         await self._request(

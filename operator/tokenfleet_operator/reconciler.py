@@ -1,9 +1,11 @@
 """Applies what the pure modules decide: children for a spec, and one autoscaling tick per interval.
 
 `Reconciler.reconcile(body)` keeps the children in line with the spec, never touching the replica
-counts already running. `Reconciler.tick(body)` lists the fleet's pods, collects a snapshot, asks the
+counts already running. `Reconciler.tick(body)` takes the fleet's pods, collects a snapshot, asks the
 policy (or, in modes external/off, spreads spec.replicas), and writes only what changed: worker
 Deployments, pod deletion costs before a scale-down, the status, and an Event for each scaling change.
+Both read the cluster from the watch-backed `ClusterCache` (never from the API server), so a tick of an
+unchanged fleet sends no request at all; at most `TICK_CONCURRENCY` ticks run at once.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tokenfleet_operator.operator_metrics import OperatorMetrics
 from tokenfleet_operator.resource import InferenceDeploymentSpec, parse_spec
 from tokenfleet_operator.settings import ROUTER_PORT, WORKER_PORT, OperatorSettings
 from tokenfleet_operator.snapshot import FleetSnapshot
+from tokenfleet_operator.watch_cache import ClusterCache
 
 log = logging.getLogger("tokenfleet.operator")
 
@@ -46,6 +49,7 @@ class FleetState:
 
 
 IDENTITY_KINDS = ("ServiceAccount", "Role", "RoleBinding")
+TICK_CONCURRENCY = 16  # ticks in flight at once: more fleets queue, they do not pile onto the API server
 
 
 def history_seconds(spec: InferenceDeploymentSpec) -> float:
@@ -78,10 +82,12 @@ class Reconciler:
         http: httpx.AsyncClient,
         settings: OperatorSettings,
         metrics: OperatorMetrics,
+        cache: ClusterCache,
         clock: Callable[[], float] = time.time,
         children_api: KubeApi | None = None,
     ) -> None:
-        self.api = api  # ticks: pods, replicas, status, Events
+        self.api = api  # ticks: replicas, deletion costs, status, Events
+        self.cache = cache  # every read of children and pods
         # Spec changes get their own connections, so they never queue behind every fleet's tick.
         self.children_api = children_api or api
         for client in {id(api): api, id(self.children_api): self.children_api}.values():
@@ -93,6 +99,7 @@ class Reconciler:
         self._http = http
         self._direct = DirectScrapeSource(http, settings.scrape_timeout_seconds)
         self._prometheus: dict[str, PrometheusSource] = {}
+        self._ticks = asyncio.Semaphore(TICK_CONCURRENCY)
 
     def state(self, owner: child_meta.Owner) -> FleetState:
         return self.states.setdefault(f"{owner.namespace}/{owner.name}", FleetState())
@@ -109,19 +116,25 @@ class Reconciler:
             return self._prometheus.setdefault(url, PrometheusSource(self._http, url))
         return self._direct
 
-    async def live_replicas(
-        self, owner: child_meta.Owner, spec: InferenceDeploymentSpec, api: KubeApi | None = None
-    ) -> dict[str, int] | None:
+    def live_replicas(self, owner: child_meta.Owner, spec: InferenceDeploymentSpec) -> dict[str, int] | None:
         """Replicas per variant as the worker Deployments have them; None when none exists yet."""
         found: dict[str, int] = {}
         for name in spec.variant_names:
-            live = await (api or self.api).get(
-                f"/apis/apps/v1/namespaces/{owner.namespace}/deployments/"
-                + child_meta.worker_deployment_name(owner.name, name)
+            live = self.cache.get(
+                "Deployment", owner.namespace, child_meta.worker_deployment_name(owner.name, name)
             )
             if live is not None:
                 found[name] = int((live.get("spec") or {}).get("replicas", 0))
         return found or None
+
+    async def apply(self, api: KubeApi, manifest: Mapping[str, Any]) -> bool:
+        """Write `manifest` unless the cached live object matches it; True when written."""
+        kind, meta = manifest["kind"], manifest["metadata"]
+        written = await api.apply(manifest, self.cache.get(kind, meta["namespace"], meta["name"]))
+        if written is None:
+            return False
+        self.cache.put(kind, written)  # the next read sees it, before the watch says so
+        return True
 
     def initial_replicas(self, spec: InferenceDeploymentSpec) -> dict[str, int]:
         auto = spec.autoscaling
@@ -134,26 +147,23 @@ class Reconciler:
         spec = parse_spec(body["spec"])
         owner = owner_of(body)
         api = self.children_api
-        replicas = await self.live_replicas(owner, spec, api) or self.initial_replicas(spec)
-        # Concurrently: each apply is a read and at most one write, and a spec change should reach the
-        # worker Deployments in one round trip, not after every other child.
+        replicas = self.live_replicas(owner, spec) or self.initial_replicas(spec)
         manifests = children.build_children(owner, spec, replicas, self.settings)
         # The router's identity goes first and in order (a RoleBinding needs its Role and account);
-        # everything else concurrently.
+        # everything else concurrently, so a spec change reaches the worker Deployments in one round trip.
         identity = [m for m in manifests if m["kind"] in IDENTITY_KINDS]
         writes = 0
         for manifest in sorted(identity, key=lambda m: IDENTITY_KINDS.index(m["kind"])):
-            writes += await api.apply(manifest)
+            writes += await self.apply(api, manifest)
         rest = [m for m in manifests if m["kind"] not in IDENTITY_KINDS]
-        writes += sum(await asyncio.gather(*(api.apply(m) for m in rest)))
-        selector = child_meta.selector_string(
-            {child_meta.LABEL_DEPLOYMENT: owner.name, child_meta.LABEL_COMPONENT: "worker"}
-        )
+        writes += sum(await asyncio.gather(*(self.apply(api, m) for m in rest)))
         wanted = {child_meta.worker_deployment_name(owner.name, v) for v in spec.variant_names}
-        for live in await api.list_objects("Deployment", owner.namespace, selector):
+        for live in self.cache.of_fleet("Deployment", owner.namespace, owner.name):
             name = live["metadata"]["name"]
-            if name not in wanted:  # a variant removed from the spec
+            component = (live["metadata"].get("labels") or {}).get(child_meta.LABEL_COMPONENT)
+            if component == "worker" and name not in wanted:  # a variant removed from the spec
                 await api.delete("Deployment", owner.namespace, name)
+                self.cache.drop("Deployment", owner.namespace, name)
                 writes += 1
         self.metrics.reconcile_seconds.labels("children").observe(time.perf_counter() - started)
         return writes
@@ -161,9 +171,7 @@ class Reconciler:
     async def _collect(
         self, spec: InferenceDeploymentSpec, owner: child_meta.Owner, now: float
     ) -> tuple[FleetSnapshot, list[dict[str, Any]]]:
-        pods = await self.api.list_objects(
-            "Pod", owner.namespace, child_meta.selector_string({child_meta.LABEL_DEPLOYMENT: owner.name})
-        )
+        pods = self.cache.of_fleet("Pod", owner.namespace, owner.name)
         workers, routers = fleet_pods.split_pods(pods, WORKER_PORT, ROUTER_PORT)
         target = fleet_pods.FleetTarget(
             owner.namespace,
@@ -194,6 +202,10 @@ class Reconciler:
 
     async def tick(self, body: Mapping[str, Any]) -> policy.Decision:
         """One autoscaling interval for one fleet."""
+        async with self._ticks:
+            return await self._tick(body)
+
+    async def _tick(self, body: Mapping[str, Any]) -> policy.Decision:
         started = time.perf_counter()
         spec = parse_spec(body["spec"])
         owner = owner_of(body)
@@ -201,7 +213,7 @@ class Reconciler:
         state = self.state(owner)
         snapshot, pods = await self._collect(spec, owner, now)
         state.remember(snapshot, history_seconds(spec))
-        current = await self.live_replicas(owner, spec) or {}
+        current = self.live_replicas(owner, spec) or {}
         decision = self._decide(spec, state, current, now)
         if decision.is_change:
             await self._apply_replicas(owner, spec, decision, pods, snapshot)
@@ -247,4 +259,4 @@ class Reconciler:
                 manifest = children.worker_deployment(
                     owner, spec, acc, decision.replicas[acc.name], self.settings
                 )
-                await self.api.apply(manifest)
+                await self.apply(self.api, manifest)

@@ -5,7 +5,9 @@
 1. Stale or missing metrics: hold the current replicas (only the min/max bounds apply) and flag it.
 2. Scale from zero when requests wait at the router; scale to zero after `scaleToZeroAfterSeconds` of
    uninterrupted, fresh, idle snapshots.
-3. Otherwise recommend a total per snapshot (signals.py), stabilise over the windows (stabilization.py),
+3. Otherwise recommend a total per snapshot (signals.py; the throughput signal uses a per-replica rate
+   learned from the whole history, which may probe one replica below what was proven at most once per
+   scale-down window), stabilise over the windows (stabilization.py),
    skipping the scale-up window on a burst; while replicas are starting, grow to at most burstFactor x
    the ready capacity (pending-replica guard); limit the step (a burst may double
    the fleet); only scale down as far as the remaining replicas stay under target (consolidation check).
@@ -101,6 +103,15 @@ def _has_been_idle(spec: InferenceDeploymentSpec, history: Sequence[FleetSnapsho
     return bool(window) and not has_gap and all(s.is_idle and not s.is_stale for s in window)
 
 
+def _scaled_down_within(history: Sequence[FleetSnapshot], intervals: int) -> bool:
+    """Whether the fleet had more replicas (ready or starting) in the last `intervals` snapshots."""
+    if not history:
+        return False
+    size = history[-1].ready + history[-1].starting
+    recent = history[-intervals:]
+    return any(s.ready + s.starting > size for s in recent if not s.is_stale)
+
+
 def _pending_guard(target: int, current_total: int, latest: FleetSnapshot, burst_factor: float) -> int:
     """While replicas start (or wait to be placed elsewhere), queues keep growing because nobody serves
     them yet, so every interval would ask for more. Ordered replicas count as capacity that is coming: the
@@ -132,7 +143,13 @@ def _plan_total(
     """The total to run, the reason in words, and the raw recommendation."""
     auto = spec.autoscaling
     latest = history[-1]
-    rec = signals.recommend(auto, latest)
+    # Consolidation beyond the throughput a replica has proven removes one replica per scale-down
+    # window, so each step's effect on latency is seen before the next.
+    probe_spacing = max(1, math.ceil(auto.scale_down.stabilization_seconds / auto.metrics.interval_seconds))
+    capacity = signals.planned_throughput_per_replica(
+        auto, history, may_probe=not _scaled_down_within(history, probe_spacing)
+    )
+    rec = signals.recommend(auto, latest, capacity)
     if current_total == 0:
         if rec.replicas > 0:
             target = max(1, min(rec.replicas, auto.scale_up.max_step), auto.min_replicas)
@@ -145,7 +162,7 @@ def _plan_total(
 
     window = max(auto.scale_up.stabilization_seconds, auto.scale_down.stabilization_seconds)
     timed = [
-        TimedRecommendation(s.time, signals.recommend(auto, s).replicas)
+        TimedRecommendation(s.time, signals.recommend(auto, s, capacity).replicas)
         for s in history
         if not s.is_stale and now - window <= s.time <= now
     ]

@@ -9,13 +9,19 @@ recommendation is the largest ask. Signals:
 - tokens: tokens in flight per replica vs `tokensInFlightPerReplica` (or, when unset, the KV target times
   the KV capacity the workers report). It leads KV usage on prefill-heavy load, whose prompts are
   admitted before their KV blocks fill;
-- ttft: TTFT p95 vs its SLO. It only ever asks for more: a fast first token does not prove spare capacity.
+- ttft: TTFT p95 vs its SLO. It only ever asks for more: a fast first token does not prove spare capacity;
+- throughput: tokens processed per second against a per-replica rate learned from the fleet's history
+  (`planned_throughput_per_replica`). It only holds replicas, never asks for more: a saturated replica
+  of a KV-bound load processes fewer tokens than an unsaturated one, so its rate is a lower bound on
+  capacity, fit to stop consolidation but not to order new replicas. Queue and KV readings go flat on
+  an over-provisioned fleet whatever its load; this one keeps measuring the load.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tokenfleet_operator.resource import AutoscalingSpec, EngineSpec
@@ -25,6 +31,13 @@ _EPSILON = 1e-9
 # TTFT p95 stays high for a while after capacity arrives (requests queued before it still finish late),
 # so one interval's TTFT may at most ask for this multiple of the ready replicas.
 TTFT_MAX_RATIO = 1.5
+# A replica with at least this many requests queued is working flat out: its throughput is its capacity.
+SATURATED_QUEUE_PER_REPLICA = 1.0
+# The share of its saturated throughput a replica is planned to carry when saturation broke the TTFT
+# target: half stays in reserve, as arrivals within an interval are burstier than its mean rate.
+THROUGHPUT_TARGET = 0.5
+# Intervals with traffic needed before the fleet's own throughput is trusted as a capacity measure.
+MIN_THROUGHPUT_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -55,12 +68,76 @@ def queue_per_replica(snap: FleetSnapshot) -> float:
     return (snap.waiting + snap.router_held) / max(snap.ready, 1)
 
 
+def _per_replica_rates(
+    history: Sequence[FleetSnapshot], is_saturated: bool, ttft_slo: float | None
+) -> list[float]:
+    """Sorted tokens/s per ready replica over the snapshots that were (or were not) saturated and, when
+    `ttft_slo` is given, kept TTFT p95 within it."""
+    rates = []
+    for s in history:
+        if s.is_stale or s.ready == 0 or s.tokens_per_second <= 0:
+            continue
+        if (queue_per_replica(s) >= SATURATED_QUEUE_PER_REPLICA) != is_saturated:
+            continue
+        if ttft_slo and s.ttft_p95_seconds is not None and s.ttft_p95_seconds > ttft_slo:
+            continue
+        rates.append(s.tokens_per_second / s.ready)
+    return sorted(rates)
+
+
+def _median(values: list[float]) -> float:
+    return values[len(values) // 2] if values else 0.0
+
+
+def planned_throughput_per_replica(
+    spec: AutoscalingSpec, history: Sequence[FleetSnapshot], may_probe: bool = False
+) -> float | None:
+    """Tokens per second one replica can be planned to carry, learned from the fleet's own history.
+
+    Lower bounds on the capacity at the TTFT target; the largest wins:
+    - the median rate of saturated replicas (work queued for them) while TTFT stayed within target: the
+      SLO has room for that queueing, so running full is fine;
+    - `THROUGHPUT_TARGET` of the median saturated rate whatever the TTFT: saturation broke the SLO, so
+      plan to run well below it;
+    - the highest rate a replica carried without a queue and within the TTFT target (proven safe), plus
+      the tolerance. With `may_probe` it is raised so that one replica fewer than ready now carries
+      the same traffic, when no queue formed, TTFT kept its target and KV usage stayed under half its
+      target over the whole history: consolidation probes one step beyond what was proven, and each
+      step that keeps latency proves the next (the caller spaces the probes so each one's effect is
+      seen first).
+    Medians, because one interval's rate is skewed by prefill chunks completing on either side of its
+    edges. None until `MIN_THROUGHPUT_SAMPLES` intervals carried traffic: too little to learn from.
+    """
+    slo = spec.targets.ttft_p95_seconds
+    saturated = _per_replica_rates(history, True, None)
+    if len(saturated) + len(_per_replica_rates(history, False, None)) < MIN_THROUGHPUT_SAMPLES:
+        return None
+    ready = history[-1].ready
+    # Probing only on a calm history: where queues formed or KV filled past half its target, the
+    # proven rate is already near the edge.
+    is_calm = (
+        not saturated
+        and len(_per_replica_rates(history, False, slo)) == len(_per_replica_rates(history, False, None))
+        and max(s.kv_usage for s in history) <= spec.targets.kv_cache_utilization / 2
+    )
+    probe = ready / (ready - 1) if may_probe and is_calm and ready > 1 else 1.0
+    planned = max(
+        _median(_per_replica_rates(history, True, slo)) if slo else 0.0,
+        THROUGHPUT_TARGET * _median(saturated),
+        max(_per_replica_rates(history, False, slo), default=0.0) * max(probe, 1.0 + spec.tolerance),
+    )
+    return planned or None
+
+
 @functools.lru_cache(maxsize=16384)
-def recommend(spec: AutoscalingSpec, snap: FleetSnapshot) -> Recommendation:
+def recommend(
+    spec: AutoscalingSpec, snap: FleetSnapshot, planned_per_replica: float | None = None
+) -> Recommendation:
     """The total replica count this snapshot's load calls for.
 
-    Cached by value (both arguments are frozen): the policy re-asks for every snapshot in its window at
-    each tick, and a snapshot's answer never changes.
+    `planned_per_replica` (tokens per second, from `planned_throughput_per_replica`) turns on the
+    throughput signal. Cached by value (all arguments are frozen): the policy re-asks for every snapshot
+    in its window at each tick, and a snapshot's answer never changes.
     """
     ready = snap.ready
     targets = spec.targets
@@ -104,6 +181,15 @@ def recommend(spec: AutoscalingSpec, snap: FleetSnapshot) -> Recommendation:
     if slo and ttft is not None and ttft > slo * (1.0 + spec.tolerance):
         ratio = min(ttft / slo, TTFT_MAX_RATIO)
         asks.append(Recommendation(_ceil(ready * ratio), "ttft", f"TTFT p95 {ttft:.2f}s (SLO {slo:g}s)"))
+    if planned_per_replica:
+        rate = snap.tokens_per_second
+        asks.append(
+            Recommendation(
+                min(ready, _ceil(rate / planned_per_replica)),
+                "throughput",
+                f"{rate / ready:.0f} tokens/s per replica (plan {planned_per_replica:.0f})",
+            )
+        )
     # Ties go to the earliest signal in the list, so the reason names the most direct measurement.
     return max(asks, key=lambda a: a.replicas)
 

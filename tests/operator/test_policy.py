@@ -232,3 +232,15 @@ def test_scale_up_on_an_unschedulable_cheap_variant_moves_to_the_next(startup: f
     assert fleet.replicas["a100"] == 0 and 4 <= fleet.replicas["h100"] <= 6  # no overshoot on the backlog
     assert all(d.limits for _, d in fleet.decisions[1:])
     assert totals == sorted(totals) and flaps(fleet.decisions, 300) == []
+
+
+def test_steady_over_provisioned_fleet_consolidates_one_replica_per_window() -> None:
+    # Queue and KV ask for 1 replica at once; the throughput signal only lets go of capacity the fleet
+    # has not proven it can spare one replica per scale-down window, each step seen before the next.
+    fleet = ScriptedFleet(make_spec(accelerators=ONE_VARIANT), {"h100": 4})
+    totals = fleet.run(lambda t: 1.0, seconds=1000)
+    changes = [(i * 5, n) for i, n in enumerate(totals) if i and n != totals[i - 1]]
+    assert [n for _, n in changes] == [3, 2, 1]
+    assert all(b - a >= 300 for (a, _), (b, _) in itertools.pairwise(changes))
+    assert "throughput" in fleet.decisions[30][1].reason or "tokens/s" in fleet.decisions[30][1].reason
+    assert flaps(fleet.decisions, 300) == []

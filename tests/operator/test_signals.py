@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from tokenfleet_operator.resource import parse_spec
-from tokenfleet_operator.signals import consolidation_blocker, is_burst, recommend
+from tokenfleet_operator.signals import (
+    consolidation_blocker,
+    is_burst,
+    planned_throughput_per_replica,
+    recommend,
+)
 from tokenfleet_operator.snapshot import FleetSnapshot, VariantSnapshot
 
 pytestmark = pytest.mark.unit
@@ -94,3 +99,53 @@ def test_is_burst(snapshot: FleetSnapshot, burst: bool) -> None:
 def test_consolidation(snapshot: FleetSnapshot, remaining: int, blocker: str | None) -> None:
     got = consolidation_blocker(AUTO, SPEC.engine, snapshot, remaining)
     assert (got is None) if blocker is None else (got is not None and got.startswith(blocker))
+
+
+def at(time: float, ready: int, rate: float, waiting: float = 0.0, ttft: float | None = 1.0) -> FleetSnapshot:
+    """A snapshot of `ready` replicas processing `rate` tokens/s in all, with `waiting` queued."""
+    variant = VariantSnapshot(
+        name="h100", ready=ready, waiting=waiting, kv_usage=0.1, prompt_tokens_per_second=rate
+    )
+    return FleetSnapshot(time=time, variants=(variant,), ttft_p95_seconds=ttft)
+
+
+@pytest.mark.parametrize(
+    ("history", "planned"),
+    [
+        ([at(0, 4, 4000), at(5, 4, 4000)], None),  # two intervals: too few to learn from
+        ([at(0, 4, 0), at(5, 4, 0), at(10, 4, 0)], None),  # no traffic
+        # Saturated (4 waiting per replica) within the TTFT target: the median saturated rate.
+        ([at(t, 2, r, waiting=8) for t, r in ((0, 1800), (5, 2000), (10, 2400))], 1000.0),
+        # Saturation broke the TTFT target: half the median saturated rate.
+        ([at(t, 2, r, waiting=8, ttft=3.0) for t, r in ((0, 1800), (5, 2000), (10, 2400))], 500.0),
+        # No queue, TTFT kept: the highest per-replica rate plus the 10 % tolerance.
+        ([at(0, 4, 2000), at(5, 4, 3200), at(10, 4, 2400)], 880.0),
+        # A rate carried with TTFT over target proves nothing.
+        ([at(0, 4, 2000), at(5, 4, 3200, ttft=2.5), at(10, 4, 2400)], 660.0),
+    ],
+)
+def test_planned_throughput_is_learned_from_history(
+    history: list[FleetSnapshot], planned: float | None
+) -> None:
+    got = planned_throughput_per_replica(AUTO, history)
+    assert got == pytest.approx(planned) if planned is not None else got is None
+
+
+def test_probing_lets_one_replica_fewer_carry_the_load_only_on_a_calm_history() -> None:
+    calm = [at(t, 4, 2000) for t in (0, 5, 10)]
+    assert planned_throughput_per_replica(AUTO, calm, may_probe=True) == pytest.approx(500 * 4 / 3)
+    assert recommend(AUTO, calm[-1], 500 * 4 / 3).replicas == 3
+    queued = [at(0, 4, 2000, waiting=8), *calm[1:]]
+    assert planned_throughput_per_replica(AUTO, queued, may_probe=True) == pytest.approx(550.0)
+
+
+def test_throughput_holds_a_fleet_whose_queue_and_kv_read_flat() -> None:
+    busy = snap(kv_usage=0.1, prompt_tokens_per_second=3600)  # 900 tokens/s on each of 4 replicas
+    assert recommend(AUTO, busy).replicas == 1  # KV alone would consolidate to one replica
+    held = recommend(AUTO, busy, 1000.0)
+    assert (held.replicas, held.signal) == (4, "throughput")
+    assert recommend(AUTO, busy, 2000.0).replicas == 2  # capacity proven higher: fewer suffice
+
+
+def test_throughput_never_asks_for_more_than_ready() -> None:
+    assert recommend(AUTO, snap(kv_usage=0.8, prompt_tokens_per_second=8000), 1000.0).replicas == 4

@@ -71,8 +71,10 @@ class Dispatcher:
         finally:
             self.metrics.held.set(self.admission.num_held)  # also refreshed at every scrape
 
-    def _finish(self, worker: str, info: RequestInfo, status: int, started: float) -> None:
-        self.view.end(worker, info.num_tokens)
+    def _finish(
+        self, worker: str, info: RequestInfo, status: int, started: float, is_prefilled: bool = False
+    ) -> None:
+        self.view.end(worker, info.num_tokens, 0 if is_prefilled else info.num_prompt_tokens)
         self.admission.notify()
         self.metrics.requests.labels(status=str(status), worker=worker).inc()
         self.metrics.latency.observe(self.clock() - started)
@@ -92,13 +94,15 @@ class Dispatcher:
                 self.metrics.requests.labels(status=str(e.status), worker="none").inc()
                 raise
             self.metrics.decisions.labels(strategy=self.strategy.name).inc()
-            self.view.begin(worker.name, info.num_tokens)
+            self.view.begin(worker.name, info.num_tokens, info.num_prompt_tokens)
             url = worker.endpoint.url + path
             try:
                 if is_stream:
                     opened = await self.proxy.open_stream(url, body, headers)
                     if isinstance(opened, OpenStream):
                         self.metrics.ttft.observe(self.clock() - started)
+                        # The first event carries the first token: the prompt is prefilled.
+                        self.view.first_token(worker.name, info.num_prompt_tokens)
                         return self._stream_response(opened, worker.name, info, started)
                     reply = opened
                 else:
@@ -134,7 +138,7 @@ class Dispatcher:
             nonlocal is_finished
             if not is_finished:
                 is_finished = True
-                self._finish(worker, info, 200, started)
+                self._finish(worker, info, 200, started, is_prefilled=True)
                 await opened.response.aclose()  # also when the client left before the body started
 
         return _RelayResponse(

@@ -31,6 +31,7 @@ class _WorkerState:
     endpoint: Endpoint
     num_in_flight: int = 0
     tokens_in_flight: int = 0
+    prefill_tokens_in_flight: int = 0
     report: LoadReport | None = None
     report_at: float | None = None
     serves_reports: bool = True
@@ -62,17 +63,27 @@ class LoadView:
                 self._workers[name] = _WorkerState(endpoint)
         return removed
 
-    def begin(self, name: str, num_tokens: int) -> None:
+    def begin(self, name: str, num_tokens: int, num_prompt_tokens: int = 0) -> None:
+        """A request was sent; its `num_prompt_tokens` count as prefill until `first_token`."""
         worker = self._workers.get(name)
         if worker is not None:
             worker.num_in_flight += 1
             worker.tokens_in_flight += num_tokens
+            worker.prefill_tokens_in_flight += num_prompt_tokens
 
-    def end(self, name: str, num_tokens: int) -> None:
+    def first_token(self, name: str, num_prompt_tokens: int) -> None:
+        """The request's first token came back: its prompt is prefilled."""
+        worker = self._workers.get(name)
+        if worker is not None:
+            worker.prefill_tokens_in_flight = max(0, worker.prefill_tokens_in_flight - num_prompt_tokens)
+
+    def end(self, name: str, num_tokens: int, num_prompt_tokens: int = 0) -> None:
+        """The request finished; `num_prompt_tokens` is its prefill still counted (0 after `first_token`)."""
         worker = self._workers.get(name)  # it may have left the fleet meanwhile
         if worker is not None:
             worker.num_in_flight = max(0, worker.num_in_flight - 1)
             worker.tokens_in_flight = max(0, worker.tokens_in_flight - num_tokens)
+            worker.prefill_tokens_in_flight = max(0, worker.prefill_tokens_in_flight - num_prompt_tokens)
 
     def record_report(self, name: str, report: LoadReport, now: float) -> None:
         worker = self._workers.get(name)
@@ -117,6 +128,7 @@ class LoadView:
             endpoint=worker.endpoint,
             num_in_flight=worker.num_in_flight,
             tokens_in_flight=worker.tokens_in_flight,
+            prefill_tokens_in_flight=worker.prefill_tokens_in_flight,
             num_waiting=waiting,
             num_running=report.running if report and worker.serves_reports else 0,
             kv_cache_usage=kv_usage,

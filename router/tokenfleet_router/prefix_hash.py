@@ -64,15 +64,20 @@ class PrefixIndex:
 
     def record(self, hashes: Iterable[int], worker: str) -> None:
         """Remember that `worker` now holds every block of this chain (most recent first)."""
+        by_block = self._workers_by_block
         for block in hashes:
-            workers = self._workers_by_block.pop(block, None) or []
-            if worker in workers:
-                workers.remove(worker)
-            workers.insert(0, worker)
-            del workers[MAX_WORKERS_PER_BLOCK:]
-            self._workers_by_block[block] = workers
-        while len(self._workers_by_block) > self.capacity_blocks:
-            self._workers_by_block.popitem(last=False)
+            workers = by_block.get(block)
+            if workers is None:
+                by_block[block] = [worker]
+                continue
+            by_block.move_to_end(block)
+            if workers[0] != worker:  # a conversation mostly stays: then the list is already right
+                if worker in workers:
+                    workers.remove(worker)
+                workers.insert(0, worker)
+                del workers[MAX_WORKERS_PER_BLOCK:]
+        while len(by_block) > self.capacity_blocks:
+            by_block.popitem(last=False)
 
     def forget_worker(self, worker: str) -> None:
         """Drop a worker that left the fleet; its cache is gone with it."""

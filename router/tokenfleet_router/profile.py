@@ -20,6 +20,7 @@ from tokenfleet_router.pickers import MaxScorePicker, RoundRobinPicker
 from tokenfleet_router.prefix_hash import PrefixIndex
 from tokenfleet_router.scorers.in_flight import InFlightScorer
 from tokenfleet_router.scorers.kv_usage import KvUsageScorer
+from tokenfleet_router.scorers.prefill_work import PrefillWorkScorer
 from tokenfleet_router.scorers.prefix_match import PrefixMatchScorer
 from tokenfleet_router.scorers.queue_depth import QueueDepthScorer
 from tokenfleet_router.scorers.ring_affinity import RingAffinityScorer
@@ -35,6 +36,7 @@ class ProfileConfig:
     picker: str = "max-score"
     balance_factor: float = DEFAULT_BALANCE_FACTOR  # for the load-bound filter
     min_bound: int = 4  # in-flight requests the load-bound filter always allows
+    cache_miss_weight: float = 4.0  # for the prefill-work scorer: a missed token costs this many queued
     sample_k: int = 2  # for the sample filter
     sample_min_candidates: int = 8
 
@@ -78,6 +80,12 @@ PLUGINS: tuple[Plugin, ...] = (
     Plugin("in-flight", "scorer", lambda ctx: InFlightScorer()),
     Plugin("tokens-in-flight", "scorer", lambda ctx: TokensInFlightScorer()),
     Plugin("prefix-match", "scorer", lambda ctx: PrefixMatchScorer(ctx.prefix_index)),
+    Plugin(
+        "prefill-work",
+        "scorer",
+        lambda ctx: PrefillWorkScorer(ctx.prefix_index, ctx.config.cache_miss_weight),
+    ),
+    Plugin("prefill-queue", "scorer", lambda ctx: PrefillWorkScorer(None, name="prefill-queue")),
     Plugin("ring-affinity", "scorer", lambda ctx: RingAffinityScorer()),
     Plugin("session-affinity", "scorer", lambda ctx: SessionAffinityScorer(ctx.sessions)),
     Plugin("max-score", "picker", lambda ctx: MaxScorePicker(ctx.rng)),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tokenfleet_devkit.bench.router import at_load, percentile, summarize
-from tokenfleet_devkit.bench.router_fleet import FleetModel, ideal_hit_tokens, simulate
+from tokenfleet_devkit.bench.router_fleet import FleetModel, ideal_hit_tokens, simulate, ttft_floor_seconds
 from tokenfleet_devkit.traces import TraceRecord
 
 
@@ -53,6 +53,21 @@ def test_every_request_is_served_and_prefix_affinity_finds_the_cache() -> None:
 
 
 @pytest.mark.unit
+def test_no_request_beats_its_no_contention_floor() -> None:
+    model = FleetModel(num_workers=2, cache_blocks=200)
+    records = at_load(conversations(21, 3), model, 0.8)
+    floors = ttft_floor_seconds(records, model)
+    # A later conversation's first turn: only the shared system-prompt block can be cached, so
+    # 1024 tokens are left to prefill, in one step.
+    first = next(i for i, r in enumerate(records) if len(r.hash_ids) == 3 and i > 0)
+    assert floors[first] == pytest.approx(model.base_s + 1024 * model.per_token_s)
+    run = simulate(records, "prefix-affinity", model)
+    for request, floor in zip(run.requests, floors, strict=True):
+        assert request.first_token_s is not None
+        assert request.first_token_s - request.arrival_s >= floor - 1e-9
+
+
+@pytest.mark.unit
 def test_overload_is_refused_not_hung() -> None:
     model = FleetModel(num_workers=1, max_num_seqs=2, hold_timeout_s=1.0)
     burst = [TraceRecord(0.0, 20_000, 50) for _ in range(60)]
@@ -86,3 +101,5 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert set(at80) == {"round-robin", "least-load", "prefix-affinity"}
     assert at80["prefix-affinity"]["prefix_hit_rate"] > at80["round-robin"]["prefix_hit_rate"]
     assert {t["target"] for t in results["targets"]} >= {"prefix-affinity hit rate >= 85% of ideal"}
+    floor = results["ttft_floor_s"]["mooncake"]
+    assert 0 < floor["p95"] <= at80["prefix-affinity"]["ttft_s"]["p95"]

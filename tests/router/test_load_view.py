@@ -43,6 +43,23 @@ def test_own_counts_update_instantly() -> None:
     assert (view.snapshot(0.0)[0].num_in_flight, view.snapshot(0.0)[0].tokens_in_flight) == (0, 0)
 
 
+def test_prompt_counts_as_prefill_until_the_first_token() -> None:
+    view = LoadView()
+    view.set_endpoints([A])
+    view.begin("a", 120, 100)
+    view.begin("a", 60, 50)
+    assert view.snapshot(0.0)[0].prefill_tokens_in_flight == 150
+    view.first_token("a", 100)
+    assert view.snapshot(0.0)[0].prefill_tokens_in_flight == 50
+    view.end("a", 120)  # the streamed one: its prefill was already taken off
+    view.end("a", 60, 50)  # one that failed (or did not stream) before its first token
+    load = view.snapshot(0.0)[0]
+    assert (load.num_in_flight, load.tokens_in_flight, load.prefill_tokens_in_flight) == (0, 0, 0)
+    view.first_token("a", 10)  # never negative
+    view.first_token("gone", 10)  # a worker that left is ignored
+    assert view.snapshot(0.0)[0].prefill_tokens_in_flight == 0
+
+
 def test_no_report_or_stale_report_means_saturated_not_idle() -> None:
     view = LoadView(SaturationLimits(stale_after_s=2.0))
     view.set_endpoints([A])

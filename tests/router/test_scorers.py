@@ -9,6 +9,7 @@ from tokenfleet_router.prefix_hash import PrefixIndex, block_hashes
 from tokenfleet_router.scorers import lower_is_better
 from tokenfleet_router.scorers.in_flight import InFlightScorer
 from tokenfleet_router.scorers.kv_usage import KvUsageScorer
+from tokenfleet_router.scorers.prefill_work import PrefillWorkScorer, uncached_tokens
 from tokenfleet_router.scorers.prefix_match import PrefixMatchScorer
 from tokenfleet_router.scorers.queue_depth import QueueDepthScorer
 from tokenfleet_router.scorers.ring_affinity import RingAffinityScorer, request_key
@@ -68,6 +69,38 @@ def test_prefix_match_scores_fraction_of_blocks_served() -> None:
     scores = scorer.score(RequestInfo(block_hashes=chain), [load("full"), load("quarter"), load("none")])
     assert scores == {"full": 1.0, "quarter": 0.25, "none": 0.0}
     assert scorer.score(RequestInfo(), [load("full")]) == {"full": 0.0}  # shorter than a block
+
+
+@pytest.mark.parametrize(
+    ("num_prompt_tokens", "matched", "expected"),
+    [(1000, 0, 1000.0), (1000, 3, 250.0), (1000, 4, 0.0), (1000, 9, 0.0), (0, 2, 2.0)],
+)
+def test_uncached_tokens_of_a_four_block_prompt(
+    num_prompt_tokens: int, matched: int, expected: float
+) -> None:
+    request = RequestInfo(block_hashes=(1, 2, 3, 4), num_prompt_tokens=num_prompt_tokens)
+    assert uncached_tokens(request, matched) == expected
+    assert uncached_tokens(RequestInfo(num_prompt_tokens=70), 0) == 70.0  # shorter than a block
+
+
+def test_prefill_work_weighs_queued_prefill_against_cache_hits() -> None:
+    index = PrefixIndex()
+    chain = block_hashes(b"x" * 64 * 4)
+    index.record(chain, "cached")
+    request = RequestInfo(block_hashes=chain, num_prompt_tokens=999)
+    loads = [
+        load("cached", prefill_tokens_in_flight=1999),  # cost 1999 + 0
+        load("idle"),  # cost 0 + 999 missed, x2
+        load("busy", prefill_tokens_in_flight=2000, num_in_flight=9),  # cost 2000 + 999 missed, x2
+    ]
+    assert PrefillWorkScorer(index, miss_weight=2.0).score(request, loads) == pytest.approx(
+        {"cached": 1999 / 2000, "idle": 1.0, "busy": 1999 / 3999}
+    )
+    # Decoding requests (in flight, nothing left to prefill) cost nothing; no index, no hits.
+    queue_only = PrefillWorkScorer(None).score(request, [load("a", num_in_flight=50), load("b")])
+    assert queue_only == {"a": 1.0, "b": 1.0}
+    with pytest.raises(ValueError, match="miss_weight"):
+        PrefillWorkScorer(index, miss_weight=-1.0)
 
 
 def test_ring_affinity_scores_ring_order_and_is_stable_under_candidate_changes() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -94,14 +95,50 @@ def test_prefix_affinity_spreads_distinct_prefixes() -> None:
 def test_prefix_affinity_bounds_a_hot_prefix() -> None:
     strategy = build_strategy("prefix-affinity", rng=random.Random(0))
     in_flight = {f"w{i}": 0 for i in range(4)}
-    for _ in range(40):  # one hot prefix, nothing finishes
+    for _ in range(40):  # one hot prefix, nothing finishes, no load reports (non-streaming)
         loads = [load(n, num_in_flight=k) for n, k in in_flight.items()]
         picked = strategy.choose(prompt("HOT", "x"), loads)
         assert picked is not None
         in_flight[picked.name] += 1
-    # No worker exceeds 1.25x the mean, so the prefix spilled to at least three workers.
-    assert max(in_flight.values()) <= load_bound(39, 4) + 1 == 13
-    assert sum(1 for k in in_flight.values() if k > 0) >= 3
+    # The bounded-load filter alone caps any worker at 2x the mean: the prefix spilled.
+    assert max(in_flight.values()) <= load_bound(39, 4, 2.0) + 1 == 20
+    assert sum(1 for k in in_flight.values() if k > 0) >= 2
+
+
+def test_prefix_affinity_spreads_a_hot_prefix_by_its_queued_prefill() -> None:
+    strategy = build_strategy("prefix-affinity", rng=random.Random(0))
+    hot = replace(prompt("HOT", "x"), num_prompt_tokens=1000)
+    queued = {f"w{i}": 0 for i in range(4)}
+    for _ in range(40):  # streaming requests still in prefill: the router counts their prompts
+        loads = [load(n, num_in_flight=k, prefill_tokens_in_flight=1000 * k) for n, k in queued.items()]
+        queued[chosen(strategy, hot, loads)] += 1
+    # Once the prefill queued at the prefix's worker outweighs the cache hit, it spills, long
+    # before the load bound would act.
+    assert min(queued.values()) >= 5
+    assert max(queued.values()) <= 15
+
+
+def test_prefix_affinity_weighs_a_cache_hit_against_queued_prefill() -> None:
+    strategy = build_strategy("prefix-affinity", rng=random.Random(0))
+    first = replace(prompt("C", "1"), num_prompt_tokens=10_000)
+    home = chosen(strategy, first, fleet(2))
+    other = next(w.name for w in fleet(2) if w.name != home)
+    follow_up = replace(prompt("C", "2"), num_prompt_tokens=10_000)
+    # A short queue at the home worker is worth the ~2/3 of the prompt it has cached...
+    loads = [load(home, prefill_tokens_in_flight=2_000), load(other)]
+    assert chosen(strategy, follow_up, loads) == home
+    # ...a queue longer than the whole prompt is not.
+    loads = [load(home, prefill_tokens_in_flight=40_000), load(other)]
+    assert chosen(strategy, follow_up, loads) == other
+
+
+def test_least_load_prefers_the_shortest_queued_prefill() -> None:
+    strategy = build_strategy("least-load", rng=random.Random(0))
+    loads = [
+        load("prefilling", num_in_flight=1, tokens_in_flight=9_000, prefill_tokens_in_flight=8_000),
+        load("decoding", num_in_flight=2, tokens_in_flight=9_000, prefill_tokens_in_flight=0),
+    ]
+    assert chosen(strategy, RequestInfo(num_prompt_tokens=1_000), loads) == "decoding"
 
 
 def test_prefix_affinity_forgets_departed_workers() -> None:

@@ -80,6 +80,7 @@ class SimWorker:
     is_busy: bool = False
     tokens_computed: int = 0
     plan: list[tuple[SimRequest, int]] = field(default_factory=list)  # (request, tokens) of the current step
+    first_tokens: list[SimRequest] = field(default_factory=list)  # those the current step starts
 
     def cached_prefix_blocks(self, hash_ids: tuple[int, ...]) -> int:
         matched = 0
@@ -129,6 +130,7 @@ class SimWorker:
 
     def finish_step(self, now: float) -> list[SimRequest]:
         finished: list[SimRequest] = []
+        self.first_tokens = []
         for request, tokens in self.plan:
             if request.prefill_left > 0:
                 request.prefill_left -= tokens
@@ -138,6 +140,7 @@ class SimWorker:
             request.generated += 1
             if request.first_token_s is None:
                 request.first_token_s = now
+                self.first_tokens.append(request)
             if request.generated >= request.record.output_tokens:
                 request.finish_s = now
                 finished.append(request)
@@ -206,7 +209,7 @@ def simulate(records: list[TraceRecord], strategy_name: str, model: FleetModel, 
             return False
         request.worker = picked.name
         served_by[picked.name] += 1
-        view.begin(picked.name, request.num_tokens)
+        view.begin(picked.name, request.num_tokens, request.record.prompt_tokens)
         worker = workers[picked.name]
         worker.waiting.append(request)
         if not worker.is_busy:
@@ -236,7 +239,10 @@ def simulate(records: list[TraceRecord], strategy_name: str, model: FleetModel, 
                 held.append(payload)
         elif kind == "step":
             assert isinstance(payload, SimWorker)
-            for request in payload.finish_step(now):
+            finished = payload.finish_step(now)
+            for request in payload.first_tokens:  # what a streaming client sees: the first event
+                view.first_token(payload.name, request.record.prompt_tokens)
+            for request in finished:
                 view.end(payload.name, request.num_tokens)
             start_step(payload, now)
             drain_held(now)
@@ -246,16 +252,33 @@ def simulate(records: list[TraceRecord], strategy_name: str, model: FleetModel, 
     return FleetRun(requests, tokens, served_by)
 
 
-def ideal_hit_tokens(records: list[TraceRecord]) -> int:
-    """Prompt tokens an unbounded prefix cache shared by the whole fleet would skip."""
+def ideal_cached_tokens(records: list[TraceRecord]) -> list[int]:
+    """Per request, the prompt tokens an unbounded prefix cache shared by the whole fleet would skip."""
     seen: set[int] = set()
-    total = 0
+    cached: list[int] = []
     for record in records:
         matched = 0
         for block in record.hash_ids:
             if block not in seen:
                 break
             matched += 1
-        total += max(0, min(record.prompt_tokens - 1, matched * TRACE_BLOCK_TOKENS))
+        cached.append(max(0, min(record.prompt_tokens - 1, matched * TRACE_BLOCK_TOKENS)))
         seen.update(record.hash_ids)
-    return total
+    return cached
+
+
+def ideal_hit_tokens(records: list[TraceRecord]) -> int:
+    """Prompt tokens an unbounded prefix cache shared by the whole fleet would skip."""
+    return sum(ideal_cached_tokens(records))
+
+
+def ttft_floor_seconds(records: list[TraceRecord], model: FleetModel) -> list[float]:
+    """Per request, its TTFT alone on an idle worker that holds the ideal cache.
+
+    No router can beat it: the p95 of these bounds how far any strategy's p95 can fall."""
+    floors: list[float] = []
+    for record, cached in zip(records, ideal_cached_tokens(records), strict=True):
+        uncached = record.prompt_tokens - cached
+        steps = math.ceil(uncached / model.max_batched_tokens)
+        floors.append(steps * model.base_s + uncached * model.per_token_s)
+    return floors

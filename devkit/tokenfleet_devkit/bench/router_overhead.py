@@ -2,7 +2,8 @@
 
 Requests alternate between the two paths over kept-alive connections, so both see the same
 worker state and machine load; the worker's steps are made very short so its own time does not
-drown the difference.
+drown the difference. The router's CPU time a request is reported too: on a machine whose cores
+are all busy, every millisecond of it turns into latency.
 """
 
 from __future__ import annotations
@@ -48,9 +49,18 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 6
     raise RuntimeError(f"{url} not ready after {timeout_s}s")
 
 
-def _median(values: list[float]) -> float:
+def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[len(ordered) // 2]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process (Linux /proc); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_overhead(samples: int) -> dict[str, Any]:
@@ -108,20 +118,28 @@ def measure_overhead(samples: int) -> dict[str, Any]:
             body = {"model": MODEL, "prompt": "How much does the router add?", "max_tokens": 1}
             direct: list[float] = []
             routed: list[float] = []
+            cpu_before: float | None = None
             with httpx.Client(timeout=10.0) as client:
                 for i in range(samples + 10):
+                    if i == 10:  # the first few warm connections and caches
+                        cpu_before = _cpu_seconds(processes[1].pid)
                     for url, sink in ((worker_url, direct), (router_url, routed)):
                         started = time.perf_counter()
                         client.post(url + "/v1/completions", json=body).raise_for_status()
-                        if i >= 10:  # the first few warm connections and caches
+                        if i >= 10:
                             sink.append((time.perf_counter() - started) * 1000)
+            cpu_after = _cpu_seconds(processes[1].pid)
         finally:
             for process in processes:
                 process.kill()
                 process.wait(timeout=10)
-    return {
-        "samples": samples,
-        "direct_p50_ms": _median(direct),
-        "router_p50_ms": _median(routed),
-        "added_p50_ms": _median(routed) - _median(direct),
-    }
+    result: dict[str, Any] = {"samples": samples}
+    for name, q in (("p50", 0.5), ("p95", 0.95)):
+        result[f"direct_{name}_ms"] = _quantile(direct, q)
+        result[f"router_{name}_ms"] = _quantile(routed, q)
+        result[f"added_{name}_ms"] = _quantile(routed, q) - _quantile(direct, q)
+    # CPU the router spent a request (its load polling included): what a busy machine pays.
+    result["router_cpu_ms_per_request"] = (
+        None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / samples * 1000
+    )
+    return result

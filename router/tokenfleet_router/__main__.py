@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--read-timeout", type=float, default=300.0, help="max silence from a worker mid-answer")
     p.add_argument("--api-keys-file", type=Path, help="require one of these Bearer keys on /v1/*")
     p.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024, help="larger requests get 413")
+    p.add_argument("--body-timeout", type=float, default=30.0, help="seconds to receive a request body (408)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     log_event(logger, "router_starting", host=args.host, port=args.port, strategy=settings.strategy)
     uvicorn.run(
-        create_app(settings, discovery),
+        create_app(settings, discovery, body_timeout_s=args.body_timeout),
         host=args.host,
         port=args.port,
         log_level="warning",

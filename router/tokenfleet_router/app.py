@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from tokenfleet_router.admission import Admission
 from tokenfleet_router.auth import is_authorized
@@ -25,13 +26,14 @@ from tokenfleet_router.load_view import LoadView
 from tokenfleet_router.logs import log_event
 from tokenfleet_router.metrics import RouterMetrics
 from tokenfleet_router.proxy import Proxy
-from tokenfleet_router.request_parse import CHAT, COMPLETIONS, parse_request
+from tokenfleet_router.request_parse import CHAT, COMPLETIONS, ParsedRequest, parse_request
 from tokenfleet_router.settings import RouterSettings
 from tokenfleet_router.strategies import build_strategy
 from tokenfleet_router.types import Endpoint
 
 logger = logging.getLogger("tokenfleet.router")
 FORWARDED_HEADERS = ("content-type", "accept", "x-request-id")
+BODY_TIMEOUT_S = 30.0  # a client still sending its body after this long is dropped (slowloris)
 
 
 def make_client(settings: RouterSettings) -> httpx.AsyncClient:
@@ -142,6 +144,7 @@ def create_app(
     discovery: Discovery,
     client: httpx.AsyncClient | None = None,
     clock: Callable[[], float] = time.monotonic,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
     owns_client = client is None
     state = RouterState(settings, discovery, client or make_client(settings), clock)
@@ -171,17 +174,57 @@ def create_app(
         code = "not_found" if exc.status_code == 404 else "method_not_allowed"
         return JSONResponse(error_body(exc.status_code, str(exc.detail), code), status_code=exc.status_code)
 
-    async def forward(request: Request, kind: str, path: str) -> Response:
-        authenticate(request)
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # A bug, not the client's fault: still answer in the OpenAI shape, and log only the type
+        # (the message could quote the request).
+        log_event(logger, "internal_error", level=logging.ERROR, error=type(exc).__name__)
+        return JSONResponse(
+            error_body(500, f"internal error: {type(exc).__name__}", "internal_error"), status_code=500
+        )
+
+    async def read_body(request: Request) -> bytes:
+        too_large = RouterError(
+            413, f"request body over {settings.max_body_bytes} bytes", "request_too_large"
+        )
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise RouterError(413, f"request body over {settings.max_body_bytes} bytes", "request_too_large")
-        body = await request.body()
-        if len(body) > settings.max_body_bytes:
-            raise RouterError(413, f"request body over {settings.max_body_bytes} bytes", "request_too_large")
-        parsed = parse_request(
-            kind, body, request.headers.get(settings.session_header), settings.prefix_block_bytes
-        )
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > settings.max_body_bytes:  # chunked uploads announce no length
+                        raise too_large
+                    chunks.append(chunk)
+        except ClientDisconnect:
+            raise RouterError(
+                400, "client disconnected while sending the body", "client_disconnected"
+            ) from None
+        except TimeoutError:
+            raise RouterError(
+                408, f"request body not received within {body_timeout_s:g} s", "request_timeout"
+            ) from None
+        return b"".join(chunks)
+
+    def parse(kind: str, body: bytes, request: Request) -> ParsedRequest:
+        try:
+            return parse_request(
+                kind, body, request.headers.get(settings.session_header), settings.prefix_block_bytes
+            )
+        except (ValueError, OverflowError, RecursionError) as e:
+            # What the parser could not even inspect (lone surrogates, token ids beyond 32 bits,
+            # absurd nesting or digits) no worker can serve either.
+            raise RouterError(
+                400, f"the request body cannot be processed ({type(e).__name__})", "invalid_request_error"
+            ) from None
+
+    async def forward(request: Request, kind: str, path: str) -> Response:
+        authenticate(request)
+        body = await read_body(request)
+        parsed = parse(kind, body, request)
         headers = {k: v for k in FORWARDED_HEADERS if (v := request.headers.get(k)) is not None}
         if parsed.info.session_id:
             headers[settings.session_header] = parsed.info.session_id

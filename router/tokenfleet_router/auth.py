@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from pathlib import Path
 
@@ -22,9 +23,14 @@ def is_authorized(authorization: str | None, keys: tuple[str, ...]) -> bool:
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not presented:
         return False
-    candidate = presented.strip().encode()
-    # Compare against every key without stopping early, so timing reveals nothing about which matched.
+    # Digests have one length whatever was presented, so not even the keys' lengths show in the timing;
+    # every key is compared, without stopping early, so neither does which one matched.
+    candidate = _digest(presented.strip())
     matched = False
     for key in keys:
-        matched |= hmac.compare_digest(candidate, key.encode())
+        matched |= hmac.compare_digest(candidate, _digest(key))
     return matched
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()

@@ -2,7 +2,8 @@
 
 Every error the API returns has the body {"error": {"message", "type", "param", "code"}}: 400 bad
 input (including FastAPI's 422 validation errors and undecodable JSON), 404 unknown model or path,
-413 oversized body, 429 queue full (with Retry-After), 503 draining or not ready.
+408 body not received in time, 413 oversized body, 429 queue full (with Retry-After), 503 draining
+or not ready.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ _TYPES = {
     400: "invalid_request_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
     500: "internal_server_error",
     503: "service_unavailable",
 }
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 class OpenAIError(Exception):
@@ -97,7 +101,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http_error(_: Request, err: Exception) -> JSONResponse:
         assert isinstance(err, StarletteHTTPException)
         status = err.status_code if err.status_code in _TYPES else 400
-        return error_response(OpenAIError(status, str(err.detail), headers=dict(err.headers or {})))
+        code = _HTTP_CODES.get(status, "invalid_request")
+        return error_response(
+            OpenAIError(status, str(err.detail), code=code, headers=dict(err.headers or {}))
+        )
 
     async def on_unexpected(_: Request, err: Exception) -> JSONResponse:
         return error_response(

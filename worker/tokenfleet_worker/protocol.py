@@ -19,8 +19,37 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def _lone_surrogate_at(data: Any) -> str | None:
+    """Where the first string holding a lone surrogate is (JSON's \\ud800 escapes allow them, UTF-8
+    cannot carry them, and the tokenizer and the response encoder would fail on them), else None.
+
+    Iterative, so a deeply nested body cannot exhaust the stack."""
+    pending: list[tuple[str, Any]] = [("", data)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # the path may hold the surrogate too (in a key): escape it
+                return (where or "body").encode("utf-8", "backslashreplace").decode()
+        elif isinstance(value, dict):
+            pending.extend((f"{where}.{k}".lstrip("."), v) for k, v in value.items())
+            pending.extend((where or "body", k) for k in value)
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+    return None
+
+
 class _SamplingFields(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = _lone_surrogate_at(data)
+        if where is not None:
+            raise ValueError(f"{where} is not valid Unicode (it holds a lone surrogate)")
+        return data
 
     model: str
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None

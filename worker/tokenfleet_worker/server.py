@@ -42,16 +42,18 @@ T = TypeVar("T")
 DISCONNECT_POLL_S = 0.25
 
 
-class BodySizeLimit:
-    """Refuse request bodies over `max_bytes` with 413, whether announced or streamed in.
+class BodyLimits:
+    """Refuse request bodies over `max_bytes` (413) or still arriving after `timeout_s` (408).
 
-    The body is read up front (it is small: JSON requests) and replayed to the app, so the limit holds
-    for chunked uploads too without depending on how the framework reads bodies.
+    The body is read up front (it is small: JSON requests) and replayed to the app, so both limits
+    hold for chunked uploads too. The deadline stops a client that trickles its body in (slowloris)
+    from holding a connection and its buffers for ever.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,27 +61,40 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, send)
+            await self._reject(scope, send, 413, f"request body over {self.max_bytes} bytes")
             return
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                first = await self._read_body(receive)
+        except TimeoutError:
+            await self._reject(scope, send, 408, f"request body not received within {self.timeout_s:g} s")
+            return
+        if first is None:
+            await self._reject(scope, send, 413, f"request body over {self.max_bytes} bytes")
+            return
+        await self.app(scope, _replay([first], receive), send)
+
+    async def _read_body(self, receive: Receive) -> Message | None:
+        """The whole body as one message (or the disconnect that cut it short); None when too large."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                await self.app(scope, _replay([message], receive), send)  # disconnected early
-                return
+                return message
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                await self._reject(scope, send)
-                return
+                return None
             if not message.get("more_body", False):
-                break
-        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        await self.app(scope, _replay([body], receive), send)
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
-        response = JSONResponse(error_body(413, f"request body over {self.max_bytes} bytes"), status_code=413)
+    async def _reject(self, scope: Scope, send: Send, status: int, message: str) -> None:
+        response = JSONResponse(
+            error_body(status, message, code="request_too_large" if status == 413 else "request_timeout"),
+            status_code=status,
+            headers={"Connection": "close"},  # the rest of the body is never read
+        )
         await response(scope, _replay([], _never_receive), send)
 
 
@@ -114,10 +129,11 @@ def create_app(
     served_model_names: tuple[str, ...],
     metrics: WorkerMetrics | None = None,
     max_body_bytes: int = 4 * 1024 * 1024,
+    body_timeout_s: float = 30.0,
 ) -> FastAPI:
     app = FastAPI(title="tokenfleet worker", docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimits, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
     created = int(time.time())
 
     def reject(reason: str, err: OpenAIError) -> OpenAIError:

@@ -7,14 +7,17 @@ writes a kubeconfig. Every binary comes from `build.py`; nothing is downloaded, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import yaml
@@ -254,3 +257,94 @@ def status(paths: Paths | None = None) -> str:
     version = kubectl(paths, "version", "-o", "json").stdout
     server = json.loads(version).get("serverVersion", {}).get("gitVersion", "?")
     return f"cluster: running (Kubernetes {server})\nkubeconfig: {paths.kubeconfig}\n{nodes}"
+
+
+def _kwok_cluster_dir(paths: Paths) -> Path:
+    return paths.workdir / "clusters" / paths.name
+
+
+def _components(paths: Paths) -> list[dict[str, Any]]:
+    """kwokctl's saved component command lines (the first document of its kwok.yaml)."""
+    config = next(yaml.safe_load_all((_kwok_cluster_dir(paths) / "kwok.yaml").read_text()))
+    return list(config["components"])
+
+
+def _pid_of(paths: Paths, name: str) -> int:
+    return int((_kwok_cluster_dir(paths) / "pids" / f"{name}.pid").read_text().strip())
+
+
+def _launch(paths: Paths, component: dict[str, Any]) -> int:
+    """Start one component as kwokctl does: detached, appending to its log, its pid in its pid file."""
+    cluster_dir = _kwok_cluster_dir(paths)
+    log = cluster_dir / "logs" / f"{component['name']}.log"
+    # Through a shell that exits at once, so the process is nobody's child: it outlives the caller,
+    # as kwokctl's own do, and `cluster down` never waits on an unreaped zombie.
+    shell = ["/bin/sh", "-c", '"$@" >>"$0" 2>&1 </dev/null & echo $!', str(log)]
+    launched = subprocess.run(
+        [*shell, component["binary"], *component.get("args", [])],
+        cwd=component.get("workDir") or cluster_dir,
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=True,
+    )
+    pid = int(launched.stdout.strip())
+    (cluster_dir / "pids" / f"{component['name']}.pid").write_text(str(pid))
+    return pid
+
+
+def restart_apiserver(paths: Paths, down_seconds: float = 0.0, timeout: float = 90.0) -> int:
+    """Stop kube-apiserver, keep it down `down_seconds`, start it again with kwokctl's command line.
+
+    etcd, the controllers, the scheduler and kwok keep running, as when a real control plane's API
+    server restarts, so every client must reconnect its watches. Controllers that gave up their
+    leader lease while it was down exit, as they do in a real cluster; like a kubelet restarting
+    static pods, they are started again. Returns the API server's new pid.
+    """
+    component = next(c for c in _components(paths) if c["name"] == "kube-apiserver")
+    old_pid = _pid_of(paths, "kube-apiserver")
+    # SIGTERM first; the server then waits on open watches for a long while, so it is killed after a
+    # short grace period (its clients see the same dropped connections either way).
+    for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old_pid, sig)
+        if _wait_pid_gone(old_pid, timeout=grace):
+            break
+    port = int(component["ports"][0]["port"])
+    if not _wait_pid_gone(old_pid, timeout=0.0) or not _wait_port_closed(port, timeout=15.0):
+        raise ClusterError(f"kube-apiserver (pid {old_pid}) did not stop")
+    time.sleep(down_seconds)
+    new_pid = _launch(paths, component)
+    deadline = time.monotonic() + timeout
+    while not is_running(paths):
+        if time.monotonic() > deadline or _wait_pid_gone(new_pid, timeout=0.0):
+            raise ClusterError(f"kube-apiserver did not come back; see {_kwok_cluster_dir(paths)}/logs")
+        time.sleep(0.2)
+    restart_exited_components(paths)
+    return new_pid
+
+
+def restart_exited_components(paths: Paths, settle_seconds: float = 3.0) -> list[str]:
+    """Start again every control-plane component whose process has exited; returns their names.
+
+    Waits `settle_seconds` first: a controller that lost its lease exits a moment after the API
+    server is back."""
+    time.sleep(settle_seconds)
+    restarted = []
+    for component in _components(paths):
+        if _wait_pid_gone(_pid_of(paths, component["name"]), timeout=0.0):
+            _launch(paths, component)
+            restarted.append(component["name"])
+    return restarted
+
+
+def _wait_pid_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)

@@ -30,6 +30,7 @@ from tokenfleet_operator.resource import AcceleratorSpec, InferenceDeploymentSpe
 from tokenfleet_operator.settings import ROUTER_PORT, WORKER_PORT, OperatorSettings
 
 MODEL_MOUNT = "/models"
+API_KEYS_DIR = "/etc/tokenfleet/api-keys"
 DRAIN_MARGIN_SECONDS = 15  # beyond the drain timeout: time to close the listener and exit
 
 Manifest = dict[str, Any]
@@ -159,6 +160,7 @@ def router_labels(fleet: str) -> dict[str, str]:
 
 def router_deployment(owner: Owner, spec: InferenceDeploymentSpec, settings: OperatorSettings) -> Manifest:
     labels = router_labels(owner.name)
+    key_args, key_mounts, key_volumes = _api_key_mounts(spec)
     container = {
         "name": "router",
         "image": settings.router_image,
@@ -179,13 +181,14 @@ def router_deployment(owner: Owner, spec: InferenceDeploymentSpec, settings: Ope
             spec.routing.strategy,
             "--session-header",
             spec.routing.session_header,
+            *key_args,
         ],
         "env": pod_ip_env(),
         "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
         "readinessProbe": http_probe("/ready", 2, 2),
         "livenessProbe": http_probe("/health", 10, 3),
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *key_mounts],
     }
     return {
         "apiVersion": "apps/v1",
@@ -200,11 +203,24 @@ def router_deployment(owner: Owner, spec: InferenceDeploymentSpec, settings: Ope
                     "serviceAccountName": router_name(owner.name),
                     "securityContext": pod_security(),
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}, *key_volumes],
                 },
             },
         },
     }
+
+
+def _api_key_mounts(spec: InferenceDeploymentSpec) -> tuple[list[str], list[Manifest], list[Manifest]]:
+    """Router args, volume mounts and volumes for `spec.routing.apiKeysSecret` (nothing when unset)."""
+    secret = spec.routing.api_keys_secret
+    if secret is None:
+        return [], [], []
+    mount = {"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True}
+    volume = {
+        "name": "api-keys",
+        "secret": {"secretName": secret, "items": [{"key": "api-keys", "path": "api-keys"}]},
+    }
+    return ["--api-keys-file", f"{API_KEYS_DIR}/api-keys"], [mount], [volume]
 
 
 def router_service(owner: Owner) -> Manifest:

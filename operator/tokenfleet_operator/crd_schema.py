@@ -146,6 +146,12 @@ def routing_schema() -> Schema:
                 pattern=r"^[A-Za-z0-9-]+$",
                 default=r.DEFAULT_SESSION_HEADER,
             ),
+            "apiKeysSecret": string(
+                "Secret in this namespace whose `api-keys` file (one key per line) the router requires as"
+                " Bearer tokens on /v1/*. Unset: no API keys.",
+                maxLength=253,
+                pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+            ),
         },
         default={},
     )

@@ -129,6 +129,7 @@ class RoutingSpec:
     strategy: str = DEFAULT_ROUTING_STRATEGY
     replicas: int = DEFAULT_ROUTER_REPLICAS
     session_header: str = DEFAULT_SESSION_HEADER
+    api_keys_secret: str | None = None  # mounted as a file, never an env var, so keys stay out of `describe`
 
 
 @dataclass(frozen=True)
@@ -293,6 +294,7 @@ def parse_spec(spec: Mapping[str, Any]) -> InferenceDeploymentSpec:
                 ),
                 replicas=int(routing_raw.get("replicas", DEFAULT_ROUTER_REPLICAS)),
                 session_header=str(routing_raw.get("sessionHeader", DEFAULT_SESSION_HEADER)),
+                api_keys_secret=routing_raw.get("apiKeysSecret") or None,
             ),
             replicas=int(spec.get("replicas", DEFAULT_REPLICAS)),
         )

@@ -53,6 +53,28 @@ def test_downward_api_env_and_args_expand_to_the_pod_ip() -> None:
     assert spec.grace_seconds == 45 and spec.pod_key == "ns/w-1"
 
 
+def test_secret_volume_becomes_local_files_that_arguments_point_at() -> None:
+    spec_pod = pod(
+        args=["--api-keys-file", "/etc/keys/api-keys"],
+        volumeMounts=[{"name": "keys", "mountPath": "/etc/keys", "readOnly": True}],
+    )
+    spec_pod["spec"]["volumes"] = [
+        {"name": "keys", "secret": {"secretName": "keys", "items": [{"key": "k", "path": "api-keys"}]}}
+    ]
+    spec = process_spec(spec_pod, no_lookup, {}, "/run/pods/ns_w-1")
+    assert spec.argv[-1] == "/run/pods/ns_w-1/keys/api-keys"
+    assert spec.files == {"/run/pods/ns_w-1/keys/api-keys": "s3cret"}
+
+
+def test_missing_secret_for_a_volume_is_refused_naming_it() -> None:
+    spec_pod = pod(volumeMounts=[{"name": "keys", "mountPath": "/etc/keys"}])
+    spec_pod["spec"]["volumes"] = [
+        {"name": "keys", "secret": {"secretName": "gone", "items": [{"key": "k", "path": "api-keys"}]}}
+    ]
+    with pytest.raises(PodSpecError, match="secret gone/k not found"):
+        process_spec(spec_pod, no_lookup, {}, "/run/pods/x")
+
+
 def test_named_probe_port_resolves_through_container_ports() -> None:
     spec = process_spec(
         pod(

@@ -15,17 +15,16 @@ pytestmark = pytest.mark.unit
 
 OWNER = Owner(name="chat", namespace="ml", uid="1234")
 SETTINGS = OperatorSettings(worker_image="reg/worker:1", router_image="reg/router:1")
-SPEC = parse_spec(
-    {
-        "model": {"name": "chat", "uri": "pvc://models/llama-3-8b", "maxModelLen": 8192},
-        "engine": {"maxNumSeqs": 128, "drainTimeoutSeconds": 90},
-        "accelerators": [
-            {"name": "h100", "hourlyCost": 4.0, "nodeSelector": {"nvidia.com/gpu.product": "H100"}},
-            {"name": "l4", "hourlyCost": 0.8, "resourceName": "nvidia.com/gpu", "count": 2},
-        ],
-        "routing": {"strategy": "prefix-affinity", "replicas": 3},
-    }
-)
+SPEC_RAW: dict[str, Any] = {
+    "model": {"name": "chat", "uri": "pvc://models/llama-3-8b", "maxModelLen": 8192},
+    "engine": {"maxNumSeqs": 128, "drainTimeoutSeconds": 90},
+    "accelerators": [
+        {"name": "h100", "hourlyCost": 4.0, "nodeSelector": {"nvidia.com/gpu.product": "H100"}},
+        {"name": "l4", "hourlyCost": 0.8, "resourceName": "nvidia.com/gpu", "count": 2},
+    ],
+    "routing": {"strategy": "prefix-affinity", "replicas": 3},
+}
+SPEC = parse_spec(SPEC_RAW)
 
 
 def _by_kind_name(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -113,6 +112,27 @@ def test_router_targets_the_workers() -> None:
     assert headless["spec"]["clusterIP"] == "None"
     role = objects[("Role", "chat-router")]
     assert role["rules"][0]["resources"] == ["pods"] and "watch" in role["rules"][0]["verbs"]
+
+
+def test_router_reads_api_keys_from_the_named_secret_as_a_file() -> None:
+    raw = {**SPEC_RAW, "routing": {"strategy": "least-load", "apiKeysSecret": "chat-keys"}}
+    objects = _by_kind_name(build_children(OWNER, parse_spec(raw), {}, SETTINGS))
+    pod = objects[("Deployment", "chat-router")]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    key_file = container["args"][container["args"].index("--api-keys-file") + 1]
+    mount = next(m for m in container["volumeMounts"] if key_file.startswith(m["mountPath"] + "/"))
+    assert mount["readOnly"] is True
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "chat-keys"
+    assert key_file.endswith("/" + volume["secret"]["items"][0]["path"])
+    # Keys never travel as env vars, where `kubectl describe` and crash dumps would show them.
+    assert all("secretKeyRef" not in str(env) for env in container.get("env", []))
+
+
+def test_router_without_api_keys_secret_has_no_key_file() -> None:
+    objects = _by_kind_name(build_children(OWNER, SPEC, {}, SETTINGS))
+    container = objects[("Deployment", "chat-router")]["spec"]["template"]["spec"]["containers"][0]
+    assert "--api-keys-file" not in container["args"]
 
 
 @pytest.mark.parametrize(

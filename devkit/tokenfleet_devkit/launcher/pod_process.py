@@ -48,6 +48,7 @@ class ProcessSpec:
     restart_policy: str
     service_account: str
     annotations: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)  # local path -> content, written before start
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -127,7 +128,46 @@ def _probe(pod: dict[str, Any], container: dict[str, Any], key: str) -> HttpProb
     )
 
 
-def process_spec(pod: dict[str, Any], lookup: SecretLookup, base_env: Mapping[str, str]) -> ProcessSpec:
+def secret_mounts(
+    pod: dict[str, Any], container: dict[str, Any], lookup: SecretLookup, volume_root: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Secret volumes as local files: (mountPath -> local dir, local file -> content).
+
+    A process has no mount namespace here, so each secret volume becomes a folder under
+    `volume_root` and arguments naming the mount path are pointed at it.
+    """
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+    dirs: dict[str, str] = {}
+    files: dict[str, str] = {}
+    for mount in container.get("volumeMounts") or []:
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if secret is None:
+            continue
+        items = secret.get("items")
+        if not items:
+            raise PodSpecError(f"volumes[{mount['name']}].secret.items: the launcher needs the keys listed")
+        local = f"{volume_root}/{mount['name']}"
+        for item in items:
+            value = lookup("secret", secret["secretName"], item["key"])
+            if value is None:
+                raise PodSpecError(
+                    f"volumes[{mount['name']}]: secret {secret['secretName']}/{item['key']} not found"
+                )
+            files[f"{local}/{item['path']}"] = value
+        dirs[mount["mountPath"].rstrip("/")] = local
+    return dirs, files
+
+
+def _point_at(arg: str, dirs: Mapping[str, str]) -> str:
+    for mount_path, local in dirs.items():
+        if arg == mount_path or arg.startswith(mount_path + "/"):
+            return local + arg[len(mount_path) :]
+    return arg
+
+
+def process_spec(
+    pod: dict[str, Any], lookup: SecretLookup, base_env: Mapping[str, str], volume_root: str = "/nonexistent"
+) -> ProcessSpec:
     """The process for the pod's first container (the fleet's pods have one)."""
     meta, spec = pod["metadata"], pod["spec"]
     containers = spec.get("containers") or []
@@ -138,7 +178,8 @@ def process_spec(pod: dict[str, Any], lookup: SecretLookup, base_env: Mapping[st
     if not command:
         raise PodSpecError(f"containers[{container['name']}].command: the launcher needs an explicit command")
     env = container_env(pod, container, lookup)
-    argv = tuple(expand(a, env) for a in [*command, *(container.get("args") or [])])
+    dirs, files = secret_mounts(pod, container, lookup, volume_root)
+    argv = tuple(_point_at(expand(a, env), dirs) for a in [*command, *(container.get("args") or [])])
     return ProcessSpec(
         pod_key=f"{meta['namespace']}/{meta['name']}",
         uid=meta["uid"],
@@ -151,6 +192,7 @@ def process_spec(pod: dict[str, Any], lookup: SecretLookup, base_env: Mapping[st
         restart_policy=spec.get("restartPolicy", "Always"),
         service_account=spec.get("serviceAccountName", "default"),
         annotations=dict(meta.get("annotations") or {}),
+        files=files,
     )
 
 

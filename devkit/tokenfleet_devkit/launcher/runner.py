@@ -113,7 +113,10 @@ class Launcher:
         if running or not pod.get("status", {}).get("podIP"):
             return key
         try:
-            spec = process_spec(pod, self._lookup(pod["metadata"]["namespace"]), self._base_env(pod))
+            volumes = self.log_dir / "volumes" / f"{pod['metadata']['namespace']}_{pod['metadata']['name']}"
+            spec = process_spec(
+                pod, self._lookup(pod["metadata"]["namespace"]), self._base_env(pod), str(volumes)
+            )
         except PodSpecError as err:
             log.error("event=cannot_run pod=%s error=%s", key, err)
             return key
@@ -138,6 +141,10 @@ class Launcher:
         if existing is not None and existing.proc.poll() is None:
             return  # one process per pod, whatever the interleaving of watch and supervision
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        for path, content in spec.files.items():  # secret volumes: readable by this user only
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            Path(path).write_text(content)
+            os.chmod(path, 0o600)
         logfile = self.log_dir / f"{spec.pod_key.replace('/', '_')}.log"
         with open(logfile, "ab") as out:
             proc = subprocess.Popen(

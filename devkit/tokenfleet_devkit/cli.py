@@ -8,6 +8,8 @@ import importlib.util
 import sys
 from collections.abc import Callable
 
+from tokenfleet_devkit.cluster.control_plane import CLUSTER_NAME
+
 # Subcommands that own a whole program: name -> (module with `main(argv)`, help).
 DELEGATED: dict[str, tuple[str, str]] = {
     "demo": ("tokenfleet_devkit.demo.cli", "run a whole fleet locally under a real trace (the main job)"),
@@ -20,21 +22,23 @@ BENCHMARKS: dict[str, str] = {
     "router": "tokenfleet_devkit.bench.router",
     "operator": "tokenfleet_devkit.bench.operator",
     "autoscaling": "tokenfleet_devkit.bench.autoscaling",
+    "reliability": "tokenfleet_devkit.bench.reliability",
 }
 
 
 def _cluster(args: argparse.Namespace) -> int:
     from tokenfleet_devkit.cluster import build, control_plane
 
+    paths = control_plane.Paths.default(args.name)
     try:
         if args.action == "up":
-            control_plane.up(launcher=not args.no_launcher)
+            control_plane.up(paths=paths, launcher=not args.no_launcher)
         elif args.action == "down":
-            control_plane.down()
+            control_plane.down(paths=paths)
         elif args.action == "status":
-            print(control_plane.status())
+            print(control_plane.status(paths))
         elif args.action == "kubeconfig":
-            print(control_plane.Paths.default().kubeconfig)
+            print(paths.kubeconfig)
         elif args.action == "build":
             build.ensure_built()
     except (control_plane.ClusterError, build.BuildError) as err:
@@ -67,6 +71,11 @@ def parser() -> argparse.ArgumentParser:
     cluster.add_argument(
         "--no-launcher", action="store_true", help="do not run fleet pods as local processes"
     )
+    cluster.add_argument(
+        "--name",
+        default=CLUSTER_NAME,
+        help=f"which cluster (each name has its own state and pod IP range; default {CLUSTER_NAME})",
+    )
     bench = sub.add_parser(
         "bench", help="benchmarks: print a table and write results/<name>.json", add_help=False
     )
@@ -83,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return module(argv[1:]) or 0
     args, rest = parser().parse_known_args(argv)
     if args.command == "cluster":
+        if rest:  # An ignored option here could act on the wrong cluster, so refuse it.
+            parser().error(f"unrecognized arguments: {' '.join(rest)}")
         return _cluster(args)
     if args.command == "bench":
         return _bench(args, rest)

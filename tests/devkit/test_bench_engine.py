@@ -64,3 +64,24 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert "skipped" in mixed["vllm"]
     assert results["online"]["ttft_p50_s"] > 0 and results["online"]["itl_p95_s"] > 0
     assert results["roofline"][0]["batch_size"] == 1 and results["roofline"][0]["fraction_of_bound"] > 0
+
+
+def test_decode_roofline_measures_eager_and_static_decode(tmp_path: Path) -> None:
+    from tokenfleet_devkit.bench.engine_roofline import decode_roofline
+    from tokenfleet_worker.make_model import make_model
+    from tokenfleet_worker.runner import TorchRunner
+
+    model_dir = make_model(tmp_path / "tiny", preset="tiny")
+    runner = TorchRunner(model_dir, kv_cache_bytes=16 * 1024**2, decode_graphs=True)
+    rows = [
+        decode_roofline(runner, 2, context=20, bandwidth=1e10, steps=2, mode=mode)
+        for mode in ("eager", "graphs")
+    ]
+    assert [row["mode"] for row in rows] == ["eager", "graphs"]
+    assert all(row["step_s"] > 0 and row["fraction_of_bound"] > 0 for row in rows)
+    assert runner.decode_graphs is not None and len(runner.decode_graphs.entries) == 1
+    with pytest.raises(ValueError, match="mode must be one of"):
+        decode_roofline(runner, 1, context=8, bandwidth=1e10, mode="fast")
+    plain = TorchRunner(model_dir, kv_cache_bytes=16 * 1024**2)
+    with pytest.raises(ValueError, match="without decode graphs"):
+        decode_roofline(plain, 1, context=8, bandwidth=1e10, mode="graphs")

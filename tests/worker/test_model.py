@@ -208,3 +208,33 @@ def test_cuda_logits_close_to_cpu_fp32(llama_dir: Path, dtype: str) -> None:
         )
         got = gpu.compute_logits(hidden).cpu()
     torch.testing.assert_close(got, expected, atol=2e-2, rtol=0)
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_logits_close_to_transformers_bf16(llama_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    ours = load_model(llama_dir, "cuda", "bfloat16")
+    tokens = prompt(32, ours.config.vocab_size, seed=9)
+    reference = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.bfloat16).to("cuda").eval()
+    with torch.no_grad():
+        expected = reference(torch.tensor([tokens], device="cuda")).logits[0].float().cpu()
+    config = ours.config
+    shape = (NUM_BLOCKS, BLOCK_SIZE, config.num_kv_heads, config.head_dim)
+    caches = [
+        (
+            torch.zeros(shape, dtype=torch.bfloat16, device="cuda"),
+            torch.zeros(shape, dtype=torch.bfloat16, device="cuda"),
+        )
+        for _ in range(config.num_layers)
+    ]
+    seq = ScheduledSeq(0, tuple(tokens), 0, tuple(range(NUM_BLOCKS)), needs_sample=True)
+    inputs = build_step_inputs(StepBatch((seq,)), BLOCK_SIZE, config.max_position_embeddings)
+    from tokenfleet_worker.runner import move_metadata
+
+    with torch.inference_mode():
+        meta = move_metadata(inputs.meta, torch.device("cuda"))
+        hidden = ours(inputs.input_ids.cuda(), inputs.positions.cuda(), caches, meta)
+        got = ours.compute_logits(hidden).cpu()
+    torch.testing.assert_close(got, expected, atol=2e-2, rtol=0)
+    assert float(expected.std()) > 0.01

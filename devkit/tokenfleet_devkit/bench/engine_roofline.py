@@ -1,0 +1,128 @@
+"""Decode step time against the memory-bandwidth bound, and the bandwidth it is measured against.
+
+A decode step must read every weight once plus each sequence's keys and values, so
+(weights + KV bytes) / bandwidth is the fastest a step can be; the fraction of that bound a measured
+step reaches says how much time goes to anything else (kernel launches, Python, host syncs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from tokenfleet_worker.batch import SamplingParams, ScheduledSeq, StepBatch
+from tokenfleet_worker.runner import TorchRunner
+
+MODES = ("eager", "graphs", "paged")
+
+
+def best_seconds(device: torch.device, work: Callable[[], object], repeats: int) -> float:
+    best = float("inf")
+    work()  # warm-up: first-touch page faults and kernel selection
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def memory_bandwidth(
+    device: torch.device, size_bytes: int | None = None, repeats: int = 5
+) -> dict[str, float]:
+    """Best read bandwidth of a large reduction (decode's access pattern) and of a copy (read + write).
+
+    `bytes_per_s` is the higher of the two: the stricter bound for the roofline.
+    """
+    size = size_bytes or (2 * 1024**3 if device.type == "cuda" else 512 * 1024**2)
+    values = torch.ones(size // 4, dtype=torch.float32, device=device)
+    read = size / best_seconds(device, values.sum, repeats)
+    target = torch.empty_like(values)
+    copy = 2 * size / best_seconds(device, lambda: target.copy_(values), repeats)
+    return {"read_bytes_per_s": read, "copy_bytes_per_s": copy, "bytes_per_s": max(read, copy)}
+
+
+def weight_bytes_per_step(runner: TorchRunner) -> int:
+    """Bytes of weights one decode step reads: all but the embedding table, unless it is the lm head."""
+    model = runner.model
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    if model.lm_head is not None:
+        total -= model.embed_tokens.weight.numel() * model.embed_tokens.weight.element_size()
+    return total
+
+
+def decode_roofline(
+    runner: TorchRunner,
+    batch_size: int,
+    *,
+    context: int,
+    bandwidth: float,
+    steps: int = 10,
+    mode: str = "eager",
+) -> dict[str, Any]:
+    """Steady decode step time at `batch_size` against (weights + KV read) / memory bandwidth.
+
+    `mode`: "eager"; "graphs", the runner's decode graphs (it must have them) with gathered
+    contexts; "paged", the decode graphs with the Triton paged-attention kernel.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    graphs = runner.decode_graphs
+    if mode != "eager" and graphs is None:
+        raise ValueError("the runner was built without decode graphs")
+    saved_kernel = graphs.paged_kernel if graphs is not None else False
+    runner.decode_graphs = None if mode == "eager" else graphs
+    if graphs is not None:
+        graphs.paged_kernel = mode == "paged"
+    try:
+        step_s = timed_decode_steps(runner, batch_size, context=context, steps=steps)
+    finally:
+        runner.decode_graphs = graphs
+        if graphs is not None:
+            graphs.paged_kernel = saved_kernel
+    config = runner.config
+    kv_bytes_per_token = 2 * config.num_layers * config.kv_size * runner.dtype.itemsize
+    bytes_per_step = weight_bytes_per_step(runner) + batch_size * (context + steps // 2) * kv_bytes_per_token
+    bound_s = bytes_per_step / bandwidth
+    return {
+        "batch_size": batch_size,
+        "context": context,
+        "mode": mode,
+        "step_s": step_s,
+        "output_tokens_per_s": batch_size / step_s,
+        "bytes_per_step": bytes_per_step,
+        "bound_step_s": bound_s,
+        "fraction_of_bound": bound_s / step_s,
+    }
+
+
+def timed_decode_steps(runner: TorchRunner, batch_size: int, *, context: int, steps: int) -> float:
+    """Mean seconds of a decode step of `batch_size` sequences at about `context` tokens each."""
+    greedy = SamplingParams(temperature=0.0)
+    blocks_per_seq = (context + steps + runner.block_size) // runner.block_size + 1
+    if batch_size * blocks_per_seq > runner.num_blocks:
+        raise ValueError(f"KV cache of {runner.num_blocks} blocks is too small for batch {batch_size}")
+    tables = [tuple(range(i * blocks_per_seq, (i + 1) * blocks_per_seq)) for i in range(batch_size)]
+    prompt = tuple(range(10, 10 + context))
+    for seq_id, table in enumerate(tables):
+        runner.execute(StepBatch((ScheduledSeq(seq_id, prompt, 0, table, True, greedy),)))
+
+    def step(k: int) -> None:
+        seqs = tuple(ScheduledSeq(i, (11,), context + k, t, True, greedy) for i, t in enumerate(tables))
+        runner.execute(StepBatch(seqs))
+
+    step(0)  # warm-up (and, with graphs, the capture of this bucket)
+    if runner.device.type == "cuda":
+        torch.cuda.synchronize(runner.device)
+    started = time.perf_counter()
+    for k in range(1, steps + 1):
+        step(k)
+    if runner.device.type == "cuda":
+        torch.cuda.synchronize(runner.device)
+    return (time.perf_counter() - started) / steps

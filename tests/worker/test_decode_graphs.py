@@ -1,0 +1,113 @@
+"""Decode steps through bucketed static buffers (CUDA graphs on CUDA) give the eager path's tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.worker.test_runner import BLOCK_SIZE, generate, prompts_of, table_for
+from tokenfleet_worker.batch import SamplingParams, ScheduledSeq, StepBatch
+from tokenfleet_worker.decode_graphs import geometric_buckets, smallest_fitting
+from tokenfleet_worker.make_model import make_model
+from tokenfleet_worker.runner import TorchRunner, build_step_inputs, move_metadata
+
+KV_BYTES = 4 * 1024**2
+# Lengths that straddle block and bucket edges; five sequences pad to a batch bucket of six.
+LENGTHS = {0: 3, 1: 11, 2: 17, 3: 6, 4: 1}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model(tmp_path_factory.mktemp("graphs"), preset="tiny", seed=21)
+
+
+@pytest.mark.unit
+def test_geometric_buckets_pad_at_most_half() -> None:
+    assert geometric_buckets(256) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+    assert geometric_buckets(100)[-3:] == [64, 96, 100]
+    assert geometric_buckets(1) == [1]
+    buckets = geometric_buckets(512)
+    for value in range(1, 513):
+        fit = smallest_fitting(buckets, value)
+        assert fit is not None and value <= fit <= max(2, value * 3 // 2 + 1)
+    assert smallest_fitting(buckets, 513) is None
+
+
+def test_static_decode_equals_eager_on_cpu(model_dir: Path) -> None:
+    eager = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=KV_BYTES)
+    static = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=KV_BYTES, decode_graphs=True)
+    assert static.num_blocks == eager.num_blocks  # the sink block is extra, never handed out
+    prompts = prompts_of(LENGTHS, eager.vocab_size)
+    expected = generate(eager, prompts, 12, together=False)
+    assert generate(static, prompts, 12, together=True) == expected
+    assert generate(static, prompts, 12, together=False) == expected
+    assert static.decode_graphs is not None
+    assert (6, 8, False) in static.decode_graphs.entries  # five rows padded to six, up to 29 positions
+    assert len({tuple(t) for t in expected.values()}) > 1
+
+
+def test_only_plain_decode_steps_take_the_static_path(model_dir: Path) -> None:
+    runner = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=KV_BYTES, decode_graphs=True)
+    graphs = runner.decode_graphs
+    assert graphs is not None
+    decode = ScheduledSeq(0, (5,), 9, table_for(0), True)
+    assert graphs.bucket([decode]) == (1, 3)
+    assert graphs.bucket([decode, ScheduledSeq(1, (5, 6), 0, table_for(1), True)]) is None  # prefill
+    assert graphs.bucket([ScheduledSeq(0, (5,), 9, table_for(0), needs_sample=False)]) is None
+    assert graphs.bucket([ScheduledSeq(0, (5,), 9, (1, 2), True)]) is None  # short table
+    assert graphs.bucket([ScheduledSeq(0, (5,), 2048, tuple(range(600)), True)]) is None
+    with pytest.raises(ValueError, match="does not cover position 9"):
+        runner.execute(StepBatch((ScheduledSeq(0, (1,), 9, (1, 2), True),)))
+    with pytest.raises(ValueError, match="block id outside"):
+        runner.execute(StepBatch((ScheduledSeq(0, (1,), 0, (runner.num_blocks,), True),)))
+
+
+def test_static_decode_keeps_seeded_sampling(model_dir: Path) -> None:
+    sampling = SamplingParams(temperature=1.0, top_p=0.9, seed=5)
+    eager = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=KV_BYTES)
+    static = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=KV_BYTES, decode_graphs=True)
+    prompts = prompts_of({0: 4, 1: 9}, eager.vocab_size)
+    expected = generate(eager, prompts, 8, together=True, sampling=sampling)
+    assert generate(static, prompts, 8, together=True, sampling=sampling) == expected
+
+
+@pytest.mark.gpu
+def test_cuda_graph_decode_equals_eager(model_dir: Path) -> None:
+    """float32 so that padding the context cannot flip a near-tie between two tokens."""
+    options = {"device": "cuda", "dtype": "float32", "block_size": BLOCK_SIZE, "kv_cache_bytes": KV_BYTES}
+    eager = TorchRunner(model_dir, **options)  # type: ignore[arg-type]
+    graphed = TorchRunner(model_dir, decode_graphs=True, **options)  # type: ignore[arg-type]
+    prompts = prompts_of(LENGTHS, eager.vocab_size)
+    expected = generate(eager, prompts, 16, together=False)
+    assert generate(graphed, prompts, 16, together=True) == expected
+    assert generate(graphed, prompts, 16, together=False) == expected
+    assert graphed.decode_graphs is not None
+    assert all(entry.graph is not None for entry in graphed.decode_graphs.entries.values())
+    assert len(graphed.decode_graphs.entries) >= 3
+
+
+@pytest.mark.gpu
+def test_cuda_graph_decode_bf16_matches_batched_eager(model_dir: Path) -> None:
+    options = {"device": "cuda", "dtype": "bfloat16", "block_size": BLOCK_SIZE, "kv_cache_bytes": KV_BYTES}
+    eager = TorchRunner(model_dir, **options)  # type: ignore[arg-type]
+    graphed = TorchRunner(model_dir, decode_graphs=True, **options)  # type: ignore[arg-type]
+    prompts = prompts_of({0: 5, 1: 12}, eager.vocab_size)
+    batch = StepBatch(
+        tuple(ScheduledSeq(s, tuple(p), 0, table_for(s), needs_sample=False) for s, p in prompts.items())
+    )
+    eager.execute(batch)
+    graphed.execute(batch)
+    step = StepBatch(tuple(ScheduledSeq(s, (7,), len(p), table_for(s), True) for s, p in prompts.items()))
+    assert graphed.decode_graphs is not None
+    bucket = graphed.decode_graphs.bucket(step.seqs)
+    assert bucket is not None
+    with torch.inference_mode():
+        got = graphed.decode_graphs.logits(step.seqs, bucket).cpu()
+        # The eager reference: the same step's inputs as the regular path builds them.
+        inputs = build_step_inputs(step, BLOCK_SIZE, eager.max_model_len)
+        meta = move_metadata(inputs.meta, torch.device("cuda"))
+        hidden = eager.model(inputs.input_ids.cuda(), inputs.positions.cuda(), eager.kv_caches, meta)
+        want = eager.model.compute_logits(hidden).cpu()
+    torch.testing.assert_close(got, want, atol=3e-2, rtol=0)

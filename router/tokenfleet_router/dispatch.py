@@ -51,11 +51,14 @@ class Dispatcher:
     async def _acquire(self, info: RequestInfo, excluded: set[str]) -> WorkerLoad:
         if excluded:  # a retry never waits: the client has waited once already
             picked = self.try_pick(info, excluded)
-            if picked is None:
+            if picked is not None:
+                return picked
+            others = [w for w in self.view.snapshot(self.clock()) if w.name not in excluded]
+            if others:  # other workers exist but are full: overload, not an outage
                 raise RouterError(
-                    503, "no other worker could take the request", "no_capacity", retry_after_s=1
+                    429, "all other workers are busy; retry later", "overloaded", retry_after_s=1
                 )
-            return picked
+            raise RouterError(503, "no other worker could take the request", "no_capacity", retry_after_s=1)
         try:
             return await self.admission.acquire(
                 lambda: self.try_pick(info, excluded), lambda: self.view.num_workers

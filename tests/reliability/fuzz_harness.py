@@ -7,12 +7,10 @@ The invariant: a reply is a 200 answer (JSON, or server-sent events that each pa
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
 import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,14 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
 
 from tests.reliability.report import REPORT_ENV
-from tests.worker.server_harness import free_port
-from tokenfleet_worker.__main__ import load_worker
-from tokenfleet_worker.config import build_worker_config
-from tokenfleet_worker.server import create_app
+from tests.worker.server_harness import running_server
 
 # Examples per fuzz test are sized for CI (about a minute per file); raise this for a deeper run.
 FUZZ_SCALE = float(os.environ.get("TOKENFLEET_FUZZ_SCALE", "1"))
@@ -40,6 +35,16 @@ REPLY_TIMEOUT_S = 20.0  # a reply slower than this counts as a hang
 
 def examples(count: int) -> int:
     return max(1, round(count * FUZZ_SCALE))
+
+
+# Shared by both fuzz files: no example database (CI starts clean anyway), no per-example deadline
+# (a loaded CI machine is slow), and big bodies are the point, not a health problem.
+FUZZ_SETTINGS = settings(
+    max_examples=examples(80),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def error_problem(body: bytes) -> str | None:
@@ -159,44 +164,17 @@ class InProcessWorker:
 
 @contextmanager
 def running_worker(model_dir: Path, tmp_path: Path, **settings: Any) -> Iterator[InProcessWorker]:
-    args: dict[str, Any] = {"model": str(model_dir), "backend": "sim", "served_model_name": ["fuzz-model"]}
-    if settings.get("backend", "sim") == "sim":
-        profile = tmp_path / "fast-profile.json"
-        profile.write_text(json.dumps({"base_s": 0.0002, "per_token_s": 0.0, "per_context_token_s": 0.0}))
-        args["sim_profile"] = str(profile)
-    args.update(settings)
-    config = build_worker_config(args, {})
-    worker = load_worker(config)
-    app = create_app(
-        worker.engine,
-        served_model_names=config.served_model_names,
-        metrics=worker.metrics,
+    with running_server(
+        model_dir,
+        tmp_path,
+        served_model_name=["fuzz-model"],
         max_body_bytes=MAX_BODY_BYTES,
         body_timeout_s=BODY_TIMEOUT_S,
-    )
-    port = free_port()
-    uv = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
-    server = uvicorn.Server(uv)
-
-    async def serve() -> None:
-        worker.engine.start()
-        try:
-            await server.serve()
-        finally:
-            worker.engine.stop()
-
-    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the worker did not start")
-        time.sleep(0.02)
-    try:
-        yield InProcessWorker(f"http://127.0.0.1:{port}", app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+        start_timeout_s=60.0,
+        profile={"base_s": 0.0002, "per_token_s": 0.0, "per_context_token_s": 0.0},
+        **settings,
+    ) as server:
+        yield InProcessWorker(server.base_url, server.app)
 
 
 def open_partial_request(

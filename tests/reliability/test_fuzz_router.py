@@ -10,11 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.reliability.fuzz_harness import (
     BODY_TIMEOUT_S,
+    FUZZ_SETTINGS,
     MAX_BODY_BYTES,
     REPLY_TIMEOUT_S,
     FuzzTally,
@@ -33,12 +34,7 @@ from tests.worker.model_dir_helpers import write_sim_model_dir
 MODEL = "fuzz-model"
 KEY = "sk-fuzz-router-key"
 PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
-FUZZ = settings(
-    max_examples=examples(80),
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = FUZZ_SETTINGS
 
 
 @pytest.fixture(scope="module")

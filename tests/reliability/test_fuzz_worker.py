@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from tests.reliability.fuzz_harness import (
     BODY_TIMEOUT_S,
+    FUZZ_SETTINGS,
     MAX_BODY_BYTES,
     REPLY_TIMEOUT_S,
     FuzzTally,
@@ -35,12 +36,7 @@ from tests.worker.model_dir_helpers import write_sim_model_dir
 
 MODEL = "fuzz-model"
 PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
-FUZZ = settings(
-    max_examples=examples(80),
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = FUZZ_SETTINGS
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from tokenfleet_worker.__main__ import Worker, load_worker
 from tokenfleet_worker.config import build_worker_config
@@ -35,6 +36,7 @@ class RunningServer:
     base_url: str
     worker: Worker
     loop: asyncio.AbstractEventLoop
+    app: FastAPI
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         """Run a coroutine on the server's event loop (where the engine's queues live)."""
@@ -42,7 +44,16 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(model_dir: Path, tmp_path: Path, **settings: Any) -> Iterator[RunningServer]:
+def running_server(
+    model_dir: Path,
+    tmp_path: Path,
+    *,
+    max_body_bytes: int = 64 * 1024,
+    body_timeout_s: float = 30.0,
+    start_timeout_s: float = 20.0,
+    **settings: Any,
+) -> Iterator[RunningServer]:
+    """A worker app under uvicorn in a thread of this process, so a test can reach into its engine."""
     profile = settings.pop("profile", FAST_PROFILE)
     args: dict[str, Any] = {"model": str(model_dir), "backend": "sim", "served_model_name": ["sim-model"]}
     if settings.get("backend", "sim") == "sim":
@@ -56,7 +67,8 @@ def running_server(model_dir: Path, tmp_path: Path, **settings: Any) -> Iterator
         worker.engine,
         served_model_names=config.served_model_names,
         metrics=worker.metrics,
-        max_body_bytes=64 * 1024,
+        max_body_bytes=max_body_bytes,
+        body_timeout_s=body_timeout_s,
     )
     port = free_port()
     server = uvicorn.Server(
@@ -74,13 +86,13 @@ def running_server(model_dir: Path, tmp_path: Path, **settings: Any) -> Iterator
 
     thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + start_timeout_s
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("worker server did not start")
         time.sleep(0.02)
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", worker, loop_box[0])
+        yield RunningServer(f"http://127.0.0.1:{port}", worker, loop_box[0], app)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

@@ -13,7 +13,7 @@ import torch
 from tokenfleet_worker.batch import ScheduledSeq, StepBatch
 from tokenfleet_worker.loader import load_model
 from tokenfleet_worker.make_model import make_model
-from tokenfleet_worker.model import DecoderModel, KVCache
+from tokenfleet_worker.model import DecoderLayer, DecoderModel, KVCache
 from tokenfleet_worker.runner import build_step_inputs
 
 BLOCK_SIZE = 4
@@ -89,7 +89,10 @@ def full_forward(model: DecoderModel, tokens: list[int]) -> torch.Tensor:
     ],
     ids=["llama", "qwen2", "mistral", "llama3-rope", "linear-rope", "tied"],
 )
-def test_logits_match_transformers(tmp_path: Path, arch: str, config_changes: dict[str, Any]) -> None:
+@pytest.mark.parametrize("packed", [False, True], ids=["dense", "onednn-packed"])
+def test_logits_match_transformers(
+    tmp_path: Path, arch: str, config_changes: dict[str, Any], packed: bool
+) -> None:
     model_dir = make_model(tmp_path / arch, preset="tiny", arch=arch, seed=7)
     if config_changes:
         edit_config(model_dir, **config_changes)
@@ -101,12 +104,26 @@ def test_logits_match_transformers(tmp_path: Path, arch: str, config_changes: di
         del tensors["lm_head.weight"]
         save_file(tensors, model_dir / "model.safetensors", metadata={"format": "pt"})
     model = load_model(model_dir)
+    if packed:  # what the CPU runner serves with
+        model.pack_linears()
     tokens = prompt(40, model.config.vocab_size)
     ours = full_forward(model, tokens)
     expected = hf_logits(model_dir, tokens)
     assert ours.shape == expected.shape
     torch.testing.assert_close(ours, expected, atol=ATOL, rtol=0)
     assert float(expected.std()) > 0.01  # the comparison is not between two constant outputs
+
+
+def test_packing_keeps_shapes_and_frees_the_dense_weights(llama_dir: Path) -> None:
+    model = load_model(llama_dir)
+    before = {name: (p.shape, p.dtype) for name, p in model.named_parameters()}
+    model.pack_linears()
+    after = {name: (p.shape, p.dtype) for name, p in model.named_parameters()}
+    assert after == before  # parameter counts and byte accounting still hold
+    layer = model.layers[0]
+    assert isinstance(layer, DecoderLayer)
+    assert layer.mlp.gate_up_proj.weight.is_meta and layer.mlp.gate_up_proj.packed is not None
+    assert not model.embed_tokens.weight.is_meta  # the lookup table stays dense
 
 
 def test_chunked_prefill_and_paged_decode_match_full_forward(llama_dir: Path) -> None:

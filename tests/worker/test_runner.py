@@ -113,6 +113,19 @@ def test_batched_paged_decode_equals_one_at_a_time(runner: TorchRunner) -> None:
     assert len({tuple(t) for t in alone.values()}) > 1
 
 
+def test_packed_and_dense_weights_give_the_same_greedy_tokens(runner: TorchRunner, model_dir: Path) -> None:
+    assert runner.packed_weights  # the CPU default
+    dense = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=4 * 1024**2, pack_weights=False)
+    prompts = prompts_of({0: 5, 1: 17, 2: 9}, runner.vocab_size)
+    expected = generate(dense, prompts, 8, together=True)
+    assert generate(runner, prompts, 8, together=True) == expected
+
+
+def test_packing_where_it_does_not_apply_is_an_error(model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="pack_weights needs a CPU float32 model"):
+        TorchRunner(model_dir, dtype="bfloat16", kv_cache_bytes=4 * 1024**2, pack_weights=True)
+
+
 def test_seeded_sampling_is_reproducible_across_batch_composition(runner: TorchRunner) -> None:
     sampling = SamplingParams(temperature=1.0, top_p=0.9, seed=77)
     prompts = prompts_of({0: 9, 1: 4, 2: 14}, runner.vocab_size)

@@ -17,7 +17,7 @@ from tokenfleet_worker.batch import SampledToken, ScheduledSeq, StepBatch
 from tokenfleet_worker.decode_graphs import DecodeGraphs
 from tokenfleet_worker.hf_config import ModelConfig
 from tokenfleet_worker.loader import load_model, parse_dtype
-from tokenfleet_worker.model import AttentionMetadata, DecodeGroup, KVCache, PrefillChunk
+from tokenfleet_worker.model import AttentionMetadata, DecodeGroup, KVCache, PrefillChunk, can_pack
 from tokenfleet_worker.paged_attention import available
 from tokenfleet_worker.sampling import sample
 
@@ -162,9 +162,12 @@ class TorchRunner:
         gpu_memory_utilization: float = 0.9,
         decode_graphs: bool = False,
         paged_attention: bool = False,
+        pack_weights: bool | None = None,
     ) -> None:
         """`decode_graphs` runs decode-only steps through bucketed static buffers (CUDA graphs on CUDA);
-        `paged_attention` makes those steps attend with the Triton kernel that reads the paged cache."""
+        `paged_attention` makes those steps attend with the Triton kernel that reads the paged cache;
+        `pack_weights` (default: wherever it applies, CPU float32) runs matrix products on
+        oneDNN-packed weights."""
         if block_size < 1:
             raise ValueError(f"block_size must be positive, got {block_size}")
         self.device = torch.device(device)
@@ -178,6 +181,11 @@ class TorchRunner:
         if paged_attention and not (decode_graphs and available(self.device)):
             raise ValueError("paged_attention needs decode_graphs and Triton (CUDA, or TRITON_INTERPRET=1)")
         self.model = load_model(Path(model_dir), self.device, self.dtype)
+        self.packed_weights = can_pack(self.device, self.dtype) if pack_weights is None else pack_weights
+        if self.packed_weights:
+            if not can_pack(self.device, self.dtype):
+                raise ValueError("pack_weights needs a CPU float32 model and a torch built with oneDNN")
+            self.model.pack_linears()
         self.config: ModelConfig = self.model.config
         self.block_size = block_size
         self.vocab_size = self.config.vocab_size
@@ -202,11 +210,12 @@ class TorchRunner:
                 paged_kernel=paged_attention,
             )
         log.info(
-            "event=kv_cache_allocated blocks=%d block_size=%d bytes=%d device=%s",
+            "event=kv_cache_allocated blocks=%d block_size=%d bytes=%d device=%s packed_weights=%s",
             self.num_blocks,
             block_size,
             self.num_blocks * block_bytes,
             self.device,
+            self.packed_weights,
         )
 
     def allocate_kv_cache(self, num_blocks: int) -> list[KVCache]:

@@ -45,6 +45,9 @@ class DecodeGroup:
     # Set both to read the paged cache directly (paged_attention.py) instead of gathering contexts.
     block_tables: torch.Tensor | None = None  # [num_seqs, max_blocks]
     context_lens: torch.Tensor | None = None  # [num_seqs]
+    # [num_seqs, max_context // block_size]: the blocks behind context_slots, when the slots cover
+    # whole blocks; gathering whole blocks copies 16 KiB rows instead of 1 KiB ones (2x faster on CPU).
+    context_blocks: torch.Tensor | None = None
 
 
 @dataclass
@@ -168,13 +171,18 @@ class Attention(nn.Module):
     def decode_attention(self, q: torch.Tensor, kv_cache: KVCache, group: DecodeGroup) -> torch.Tensor:
         if group.block_tables is not None and group.context_lens is not None:
             return paged_decode_attention(q, *kv_cache, group.block_tables, group.context_lens)
-        k_slots = kv_cache[0].view(-1, self.num_kv_heads, self.head_dim)
-        v_slots = kv_cache[1].view(-1, self.num_kv_heads, self.head_dim)
         num_decodes, max_context = group.context_slots.shape
-        flat_slots = group.context_slots.view(-1)
+        if group.context_blocks is not None:
+            caches, index = kv_cache, group.context_blocks.view(-1)
+        else:
+            caches = (
+                kv_cache[0].view(-1, self.num_kv_heads, self.head_dim),
+                kv_cache[1].view(-1, self.num_kv_heads, self.head_dim),
+            )
+            index = group.context_slots.view(-1)
         # [D, L, KV, hd] -> [D, KV, L, hd]
-        keys = k_slots.index_select(0, flat_slots).view(num_decodes, max_context, self.num_kv_heads, -1)
-        values = v_slots.index_select(0, flat_slots).view(num_decodes, max_context, self.num_kv_heads, -1)
+        keys = caches[0].index_select(0, index).view(num_decodes, max_context, self.num_kv_heads, -1)
+        values = caches[1].index_select(0, index).view(num_decodes, max_context, self.num_kv_heads, -1)
         # One query per sequence: the heads sharing a KV head become that KV head's "query rows",
         # so grouped-query attention needs no repeated keys.
         group_size = self.num_heads // self.num_kv_heads

@@ -65,20 +65,22 @@ def token_slots(seq: ScheduledSeq, positions: torch.Tensor, block_size: int) -> 
     return table[block_index] * block_size + positions % block_size
 
 
-def decode_context(decodes: list[ScheduledSeq], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Padded context slots [D, L] and attention mask [D, 1, 1, L] for single-token decodes."""
+def decode_context(
+    decodes: list[ScheduledSeq], block_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Context blocks [D, B], their slots [D, B * block_size] and the mask [D, 1, 1, B * block_size]
+    of single-token decodes, padded to the longest context's block count B."""
     context_lens = torch.tensor([s.start_pos + 1 for s in decodes])
-    max_context = int(context_lens.max())
-    max_blocks = (max_context + block_size - 1) // block_size
+    max_blocks = (int(context_lens.max()) + block_size - 1) // block_size
     tables = torch.zeros((len(decodes), max_blocks), dtype=torch.int64)
     for row, seq in enumerate(decodes):
         # token_slots has already checked that the table covers the context.
         needed = (seq.start_pos + block_size) // block_size
         tables[row, :needed] = torch.tensor(seq.block_table[:needed])
-    positions = torch.arange(max_context)
+    positions = torch.arange(max_blocks * block_size)
     slots = tables[:, positions // block_size] * block_size + positions % block_size
     mask = positions[None, :] < context_lens[:, None]
-    return slots, mask[:, None, None, :]
+    return tables, slots, mask[:, None, None, :]
 
 
 def group_by_context(decodes: list[ScheduledSeq]) -> list[list[ScheduledSeq]]:
@@ -124,8 +126,8 @@ def build_step_inputs(batch: StepBatch, block_size: int, max_model_len: int) -> 
         last_row[seq.seq_id] = len(ids) - 1
     groups: list[DecodeGroup] = []
     for group in decode_groups:
-        slots, mask = decode_context(group, block_size)
-        groups.append(DecodeGroup(last_row[group[0].seq_id], slots, mask))
+        blocks, slots, mask = decode_context(group, block_size)
+        groups.append(DecodeGroup(last_row[group[0].seq_id], slots, mask, context_blocks=blocks))
     sample_seqs = [s for s in batch.seqs if s.needs_sample]
     meta = AttentionMetadata(slot_mapping=torch.cat(slot_parts), decode_groups=groups, prefills=chunks)
     return StepInputs(
@@ -266,7 +268,12 @@ def move_metadata(meta: AttentionMetadata, device: torch.device) -> AttentionMet
     return AttentionMetadata(
         slot_mapping=meta.slot_mapping.to(device),
         decode_groups=[
-            DecodeGroup(g.query_start, g.context_slots.to(device), g.mask.to(device))
+            DecodeGroup(
+                g.query_start,
+                g.context_slots.to(device),
+                g.mask.to(device),
+                context_blocks=to(g.context_blocks),
+            )
             for g in meta.decode_groups
         ],
         prefills=[

@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,7 +24,7 @@ from tokenfleet_router.load_poller import LoadPoller
 from tokenfleet_router.load_view import LoadView
 from tokenfleet_router.logs import log_event
 from tokenfleet_router.metrics import RouterMetrics
-from tokenfleet_router.proxy import Proxy
+from tokenfleet_router.proxy import Proxy, UpstreamFailed
 from tokenfleet_router.request_parse import CHAT, COMPLETIONS, ParsedRequest, parse_request
 from tokenfleet_router.settings import RouterSettings
 from tokenfleet_router.strategies import build_strategy
@@ -36,14 +35,6 @@ FORWARDED_HEADERS = ("content-type", "accept", "x-request-id")
 BODY_TIMEOUT_S = 30.0  # a client still sending its body after this long is dropped (slowloris)
 
 
-def make_client(settings: RouterSettings) -> httpx.AsyncClient:
-    timeout = httpx.Timeout(
-        settings.read_timeout_s, connect=settings.connect_timeout_s, pool=settings.connect_timeout_s
-    )
-    limits = httpx.Limits(max_connections=4096, max_keepalive_connections=512)
-    return httpx.AsyncClient(timeout=timeout, limits=limits)
-
-
 class RouterState:
     """Everything one router instance owns, built from settings and wired together."""
 
@@ -51,22 +42,22 @@ class RouterState:
         self,
         settings: RouterSettings,
         discovery: Discovery,
-        client: httpx.AsyncClient,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.discovery = discovery
-        self.client = client
         self.clock = clock
         self.metrics = RouterMetrics()
         self.view = LoadView(settings.limits)
         self.strategy = build_strategy(settings.strategy, settings.scorer_weights)
         self.admission = Admission(settings.admission, clock)
+        # One aiohttp session carries requests, load polls and model lists alike.
+        self.proxy = Proxy(settings.connect_timeout_s, settings.read_timeout_s)
         self.poller = LoadPoller(
-            self.view, client, settings.load_poll_interval_s, self.admission.notify, clock
+            self.view, self.proxy, settings.load_poll_interval_s, self.admission.notify, clock
         )
         self.dispatcher = Dispatcher(
-            self.view, self.strategy, self.admission, Proxy(client), self.metrics, clock
+            self.view, self.strategy, self.admission, self.proxy, self.metrics, clock
         )
         self.is_synced = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -96,6 +87,7 @@ class RouterState:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.proxy.aclose()
 
     def fleet(self) -> dict[str, Any]:
         loads = self.view.snapshot(self.clock())
@@ -126,9 +118,9 @@ class RouterState:
 
         async def fetch(endpoint: Endpoint) -> list[dict[str, Any]]:
             try:
-                response = await self.client.get(endpoint.url + "/v1/models", timeout=2.0)
-                data = response.json().get("data") if response.status_code == 200 else None
-            except (httpx.HTTPError, ValueError, AttributeError):
+                status, body = await self.proxy.get_json(endpoint.url + "/v1/models", 2.0)
+                data = body.get("data") if status == 200 else None
+            except (UpstreamFailed, AttributeError):
                 return []
             return [m for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
@@ -142,20 +134,16 @@ class RouterState:
 def create_app(
     settings: RouterSettings,
     discovery: Discovery,
-    client: httpx.AsyncClient | None = None,
     clock: Callable[[], float] = time.monotonic,
     body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
-    owns_client = client is None
-    state = RouterState(settings, discovery, client or make_client(settings), clock)
+    state = RouterState(settings, discovery, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with state.running():
             log_event(logger, "router_started", strategy=settings.strategy)
             yield
-        if owns_client:
-            await state.client.aclose()
 
     app = FastAPI(title="tokenfleet router", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.router = state
@@ -230,13 +218,16 @@ def create_app(
             headers[settings.session_header] = parsed.info.session_id
         return await state.dispatcher.dispatch(path, body, headers, parsed.info, parsed.is_stream)
 
-    @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         return await forward(request, COMPLETIONS, "/v1/completions")
 
-    @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         return await forward(request, CHAT, "/v1/chat/completions")
+
+    # The hot paths as plain Starlette routes: FastAPI's parameter handling around an endpoint is
+    # per-request work that a handler taking the raw request does not need.
+    app.add_route("/v1/completions", completions, methods=["POST"])
+    app.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

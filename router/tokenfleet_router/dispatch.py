@@ -142,13 +142,13 @@ class Dispatcher:
             if not is_finished:
                 is_finished = True
                 self._finish(worker, info, 200, started, is_prefilled=True)
-                await opened.response.aclose()  # also when the client left before the body started
+                await opened.aclose()  # also when the client left before the body started
 
         return _RelayResponse(
             self.proxy.relay(opened),
             close,
             status_code=200,
-            media_type=opened.response.headers.get("content-type", "text/event-stream"),
+            media_type=opened.content_type,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 

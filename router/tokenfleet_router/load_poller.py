@@ -6,10 +6,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import httpx
-
 from tokenfleet_common.load_report import LOAD_PATH, LoadReport
 from tokenfleet_router.load_view import LoadView
+from tokenfleet_router.proxy import Proxy, UpstreamFailed
 from tokenfleet_router.types import Endpoint
 
 
@@ -17,30 +16,30 @@ class LoadPoller:
     def __init__(
         self,
         view: LoadView,
-        client: httpx.AsyncClient,
+        proxy: Proxy,
         interval_s: float = 0.25,
         on_update: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.view = view
-        self.client = client
+        self.proxy = proxy
         self.interval_s = interval_s
         self.on_update = on_update
         self.clock = clock
 
     async def poll_one(self, endpoint: Endpoint) -> None:
         try:
-            response = await self.client.get(endpoint.url + LOAD_PATH, timeout=max(1.0, 4 * self.interval_s))
-        except httpx.HTTPError:
+            status, data = await self.proxy.get_json(endpoint.url + LOAD_PATH, max(1.0, 4 * self.interval_s))
+        except UpstreamFailed:
             return  # the report goes stale, and a stale worker counts as saturated
-        if response.status_code == 404:
+        if status == 404:
             self.view.record_no_reports(endpoint.name)
             return
-        if response.status_code != 200:
+        if status != 200:
             return
         try:
-            report = LoadReport.from_dict(response.json())
-        except (ValueError, TypeError):
+            report = LoadReport.from_dict(data)
+        except (ValueError, TypeError, AttributeError):
             return
         self.view.record_report(endpoint.name, report, self.clock())
 

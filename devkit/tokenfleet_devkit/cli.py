@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "operator": "tokenfleet_devkit.bench.operator",
     "autoscaling": "tokenfleet_devkit.bench.autoscaling",
     "reliability": "tokenfleet_devkit.bench.reliability",
+    "sim-validation": "tokenfleet_devkit.bench.sim_validation",
 }
 
 

@@ -1,0 +1,137 @@
+"""Watching the real fleet of a validation run: its worker pods, its resource's status, its operator.
+
+Blocking calls with short timeouts; the replay runs them in a worker thread about once a second.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client, config
+from prometheus_client.parser import text_string_to_metric_families
+
+from tokenfleet_common import metric_names
+from tokenfleet_devkit.sim.validation_setup import FLEET_NAME
+
+WORKER_SELECTOR = f"tokenfleet.io/deployment={FLEET_NAME},tokenfleet.io/component=worker"
+ROUTER_SELECTOR = f"tokenfleet.io/deployment={FLEET_NAME},tokenfleet.io/component=router"
+ROUTER_PORT = 8080
+GROUP, VERSION, PLURAL = "tokenfleet.io", "v1alpha1", "inferencedeployments"
+API_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class PodTimes:
+    name: str
+    created: dt.datetime
+    ready_at: dt.datetime | None
+
+    @property
+    def cold_start_s(self) -> float | None:
+        return None if self.ready_at is None else (self.ready_at - self.created).total_seconds()
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One second's look at the fleet: pods counted live, the rest from the resource's status."""
+
+    t_s: float
+    ready: int  # Ready and not being deleted
+    pods: int  # existing (starting, serving or draining)
+    desired: int | None
+    queue_depth: float | None
+
+
+@dataclass(frozen=True)
+class OperatorTicks:
+    count: float
+    seconds: float  # summed duration of the ticks themselves
+    span_s: float = 0.0  # wall time the count was taken over
+
+    def since(self, earlier: OperatorTicks, span_s: float) -> OperatorTicks:
+        return OperatorTicks(self.count - earlier.count, self.seconds - earlier.seconds, span_s)
+
+
+def read_operator_ticks(metrics_port: int) -> OperatorTicks:
+    """Ticks done so far and their summed duration, from the operator's own /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=API_TIMEOUT_S).text
+    count = seconds = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("kind") != "tick":
+                continue
+            if sample.name == metric_names.OPERATOR_RECONCILE + "_count":
+                count += sample.value
+            elif sample.name == metric_names.OPERATOR_RECONCILE + "_sum":
+                seconds += sample.value
+    return OperatorTicks(count, seconds)
+
+
+def _is_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+def _ready_since(pod: Any) -> dt.datetime | None:
+    for c in pod.status.conditions or []:
+        if c.type == "Ready" and c.status == "True":
+            since: dt.datetime | None = c.last_transition_time
+            return since
+    return None
+
+
+class PodWatcher:
+    """Lists the fleet's worker pods: the ready count now, and every pod's creation and ready times."""
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        self._api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.core = client.CoreV1Api(self._api)
+        self.custom = client.CustomObjectsApi(self._api)
+        self.namespace = namespace
+        self.pods: dict[str, PodTimes] = {}
+
+    def close(self) -> None:
+        self._api.close()
+
+    def count(self) -> tuple[int, int]:
+        """(ready and not deleting, existing) worker pods; remembers each pod's times."""
+        items: list[Any] = self.core.list_namespaced_pod(
+            self.namespace, label_selector=WORKER_SELECTOR, _request_timeout=API_TIMEOUT_S
+        ).items
+        ready = 0
+        for pod in items:
+            name = pod.metadata.name
+            since = _ready_since(pod)
+            known = self.pods.get(name)
+            if known is None or (known.ready_at is None and since is not None):
+                self.pods[name] = PodTimes(name, pod.metadata.creation_timestamp, since)
+            if _is_ready(pod) and pod.metadata.deletion_timestamp is None:
+                ready += 1
+        return ready, len(items)
+
+    def sample(self, t_s: float) -> Sample:
+        ready, pods = self.count()
+        body = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, FLEET_NAME, _request_timeout=API_TIMEOUT_S
+        )
+        status = dict(body.get("status") or {}) if isinstance(body, dict) else {}
+        desired, queue = status.get("desiredReplicas"), status.get("queueDepth")
+        return Sample(
+            t_s,
+            ready,
+            pods,
+            None if desired is None else int(desired),
+            None if queue is None else float(queue),
+        )
+
+    def router_address(self) -> str | None:
+        items: list[Any] = self.core.list_namespaced_pod(
+            self.namespace, label_selector=ROUTER_SELECTOR, _request_timeout=API_TIMEOUT_S
+        ).items
+        for pod in items:
+            if pod.status.pod_ip and _is_ready(pod) and pod.metadata.deletion_timestamp is None:
+                return f"{pod.status.pod_ip}:{ROUTER_PORT}"
+        return None

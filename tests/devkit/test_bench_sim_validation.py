@@ -1,0 +1,94 @@
+"""`tokenfleet bench sim-validation --smoke` end to end: the real fleet on the local control plane, then
+the simulator on the same arrivals. Asserts that the comparison is computed from two complete runs, not
+that they agree (a 25 s smoke excerpt is too short to judge that)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_CLUSTER, Cluster
+from tokenfleet_devkit.bench import sim_validation
+from tokenfleet_devkit.bench.sim_validation_fleet import FleetRun
+from tokenfleet_devkit.bench.sim_validation_watch import OperatorTicks, PodTimes
+from tokenfleet_devkit.sim.validation import RunRecord
+
+START = dt.datetime(2026, 1, 1, 12, 0, 0, 400_000, tzinfo=dt.UTC)
+
+
+def pod(name: str, created_s: float, ready_s: float | None) -> PodTimes:
+    ready = None if ready_s is None else START + dt.timedelta(seconds=ready_s)
+    return PodTimes(name, START + dt.timedelta(seconds=created_s), ready)
+
+
+def fleet_run(pods: list[PodTimes], ticks: OperatorTicks | None = None) -> FleetRun:
+    record = RunRecord("real", 0, (), ((0.0, 1.0),))
+    return FleetRun(record, [], {p.name: p for p in pods}, START, ticks=ticks)
+
+
+@pytest.mark.unit
+def test_cold_start_comes_from_pods_the_autoscaler_added_during_the_replay() -> None:
+    # The first pod started on an idle machine before the replay; one added pod is still starting.
+    pods = [pod("first", -30.0, -26.0), pod("a", 20.0, 33.0), pod("b", 40.0, 51.0), pod("c", 90.0, None)]
+    assert fleet_run(pods).cold_starts_s == [pytest.approx(11.0), pytest.approx(13.0)]
+    # Whole-second pod timestamps: a pod created within the replay's first second still counts as added.
+    assert fleet_run([pod("early", -0.4, 5.6)]).cold_starts_s == [pytest.approx(6.0)]
+
+
+@pytest.mark.unit
+def test_added_cold_starts_are_listed_in_order_of_creation() -> None:
+    pods = [
+        pod("late", 50.0, 59.0),
+        pod("first", -30.0, -26.0),
+        pod("early", 20.0, 22.0),
+        pod("gone", 30.0, None),
+    ]
+    assert fleet_run(pods).added_cold_starts_s == [pytest.approx(2.0), pytest.approx(9.0)]
+
+
+@pytest.mark.unit
+def test_without_added_pods_the_initial_ones_give_the_cold_start() -> None:
+    assert fleet_run([pod("first", -30.0, -26.0)]).cold_starts_s == [pytest.approx(4.0)]
+
+
+@pytest.mark.unit
+def test_tick_period_is_the_window_over_the_ticks_done_in_it() -> None:
+    before, after = OperatorTicks(10, 1.0), OperatorTicks(110, 31.0)
+    ticks = after.since(before, 250.0)
+    assert (ticks.count, ticks.seconds) == (100, 30.0)
+    assert fleet_run([], ticks).tick_period_s == pytest.approx(2.5)
+    assert fleet_run([]).tick_period_s is None
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_smoke_compares_two_complete_runs(cluster: Cluster, tmp_path: Path) -> None:
+    code = sim_validation.main(["--smoke", "--cluster-name", TEST_CLUSTER, "--results-dir", str(tmp_path)])
+    data = json.loads((tmp_path / "sim-validation.json").read_text())
+    real, sim, comparison = data["real"], data["sim"], data["comparison"]
+    assert code == 0
+    assert data["smoke"] is True
+    assert real["requests"] == sim["requests"] == data["num_arrivals"] > 0
+    assert real["served"] == real["requests"], real["failures"]
+    assert sim["served"] == sim["requests"], sim["rejected"]
+    # The real curve is sampled about once a second over the window; the sim's has its change points.
+    window = comparison["window_s"]
+    assert len(real["ready_curve"]) >= window / 2
+    assert len(sim["ready_curve"]) >= 2
+    assert real["ready_curve"][-1][0] == pytest.approx(window, abs=1.5)
+    # The cold start fed to the sim was measured on real worker pods.
+    assert data["cold_start"]["measured_s"]
+    assert data["cold_start"]["fed_to_sim_s"] > 0
+    for key in ("ttft_p95_relative_difference", "replica_curve_error", "replica_seconds_ratio"):
+        assert isinstance(comparison[key], float), key
+        assert isinstance(data["comparison_calibrated"][key], float), key
+    assert set(comparison["checks"]) == {"ttft_p95", "replica_curve", "replica_seconds"}
+    # The operator's ticks were counted, and the calibrated sim ran at their measured period.
+    assert real["operator_tick_period_s"] >= 1.8  # a fixed-rate 2 s tick, measured over the window
+    assert data["sim_calibrated"]["tick_period_s"] == real["operator_tick_period_s"]
+    # The fleet's namespace is gone again; the shared cluster stays up.
+    namespaces = cluster.kubectl("get", "namespaces", "-o", "name").stdout
+    assert "simval-" not in namespaces

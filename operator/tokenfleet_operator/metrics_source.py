@@ -8,19 +8,22 @@ caller records either as a stale snapshot, so the policy holds instead of scalin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Protocol
 
 import httpx
 
+from tokenfleet_common import metric_names
 from tokenfleet_common.metric_profiles import MetricProfile, profile
 from tokenfleet_operator.fleet_pods import FleetTarget, PodInfo, assemble_snapshot
 from tokenfleet_operator.metrics_parsing import (
     MetricsFormatError,
     PodSample,
+    counter_rate,
     parse_pod_sample,
-    parse_router_held,
+    sample_values,
 )
 from tokenfleet_operator.snapshot import FleetSnapshot, VariantSnapshot
 
@@ -39,6 +42,16 @@ class MetricsSource(Protocol):
     async def collect(self, target: FleetTarget, variants: Sequence[str], now: float) -> FleetSnapshot: ...
 
 
+def _router_counts(text: str) -> tuple[int, float]:
+    """(requests held, routing decisions so far) from one router's /metrics text."""
+    values = sample_values(text)
+
+    def total(name: str) -> float:
+        return sum(v for _, v in values.get(name, []) if not math.isnan(v))
+
+    return int(total(metric_names.ROUTER_HELD)), total(metric_names.ROUTER_DECISIONS)
+
+
 class DirectScrapeSource:
     """Scrapes every ready worker's /metrics concurrently; rates come from deltas between scrapes."""
 
@@ -46,6 +59,8 @@ class DirectScrapeSource:
         self._client = client
         self._timeout = timeout_seconds
         self._previous: dict[str, dict[str, tuple[float, PodSample]]] = {}  # fleet -> pod -> (time, sample)
+        # fleet -> router pod -> (time, routing decisions so far)
+        self._decisions: dict[str, dict[str, tuple[float, float]]] = {}
 
     async def _scrape(self, pod: PodInfo, metric_profile: MetricProfile) -> PodSample | None:
         try:
@@ -55,26 +70,45 @@ class DirectScrapeSource:
         except (httpx.HTTPError, MetricsFormatError):
             return None
 
-    async def _router_held(self, routers: Sequence[PodInfo]) -> int:
-        async def one(pod: PodInfo) -> int:
+    async def _routers(
+        self, fleet_key: str, routers: Sequence[PodInfo], now: float
+    ) -> tuple[int, float | None]:
+        """Requests the routers hold, and the rate they sent requests to workers since the last scrape
+        (None until two scrapes of some router)."""
+
+        async def one(pod: PodInfo) -> tuple[int, float] | None:
             try:
                 response = await self._client.get(
                     f"http://{pod.ip}:{pod.port}/metrics", timeout=self._timeout
                 )
                 response.raise_for_status()
-                return parse_router_held(response.text)
+                return _router_counts(response.text)
             except (httpx.HTTPError, MetricsFormatError):
-                return 0  # a router we cannot read holds nothing we can act on
+                return None  # a router we cannot read holds nothing we can act on
 
         ready = [p for p in routers if p.ip and p.state == "ready"]
-        return sum(await asyncio.gather(*(one(p) for p in ready)))
+        answers = await asyncio.gather(*(one(p) for p in ready))
+        before = self._decisions.get(fleet_key, {})
+        held, rate, is_rate_known = 0, 0.0, False
+        seen: dict[str, tuple[float, float]] = {}
+        for pod, answer in zip(ready, answers, strict=True):
+            if answer is None:
+                continue
+            held += answer[0]
+            seen[pod.name] = (now, answer[1])
+            if pod.name in before:
+                then, count = before[pod.name]
+                rate += counter_rate(count, answer[1], now - then)
+                is_rate_known = True
+        self._decisions[fleet_key] = seen
+        return held, rate if is_rate_known else None
 
     async def collect(self, target: FleetTarget, variants: Sequence[str], now: float) -> FleetSnapshot:
         metric_profile = profile(target.profile)
         ready = target.ready_workers
-        results, held = await asyncio.gather(
+        results, (held, dispatched) = await asyncio.gather(
             asyncio.gather(*(self._scrape(p, metric_profile) for p in ready)),
-            self._router_held(target.routers),
+            self._routers(target.key, target.routers, now),
         )
         samples = {pod.name: s for pod, s in zip(ready, results, strict=True) if s is not None}
         if ready and len(samples) < MIN_SCRAPED_FRACTION * len(ready):
@@ -84,10 +118,11 @@ class DirectScrapeSource:
         previous = self._previous.get(target.key, {})
         snapshot = assemble_snapshot(target, variants, samples, previous, now, held)
         self._previous[target.key] = {name: (now, s) for name, s in samples.items()}
-        return snapshot
+        return dataclasses.replace(snapshot, dispatched_per_second=dispatched)
 
     def forget(self, fleet_key: str) -> None:
         self._previous.pop(fleet_key, None)
+        self._decisions.pop(fleet_key, None)
 
 
 def _selector(namespace: str, pod_prefix: str) -> str:
@@ -153,9 +188,9 @@ class PrometheusSource:
         ttft_rows = await self.query(
             f"histogram_quantile(0.95, sum by (le) (rate({p.ttft}_bucket{sel}[{w}])))"
         )
-        held_rows = await self.query(
-            f"sum(tokenfleet_router_requests_held{_selector(target.namespace, target.name + '-router')})"
-        )
+        routers = _selector(target.namespace, target.name + "-router")
+        held_rows = await self.query(f"sum({metric_names.ROUTER_HELD}{routers})")
+        dispatched_rows = await self.query(f"sum(rate({metric_names.ROUTER_DECISIONS}{routers}[{w}]))")
         result = []
         for variant in variants:
             pods = [pod for pod in target.workers if pod.variant == variant]
@@ -192,5 +227,10 @@ class PrometheusSource:
             )
         )
         return FleetSnapshot(
-            time=now, variants=tuple(result), ttft_p95_seconds=ttft, router_held=held, pod_loads=loads
+            time=now,
+            variants=tuple(result),
+            ttft_p95_seconds=ttft,
+            router_held=held,
+            pod_loads=loads,
+            dispatched_per_second=dispatched_rows[0][1] if dispatched_rows else None,
         )

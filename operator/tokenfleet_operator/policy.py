@@ -7,10 +7,13 @@
    uninterrupted, fresh, idle snapshots.
 3. Otherwise recommend a total per snapshot (signals.py; the throughput signal uses a per-replica rate
    learned from the whole history, which may probe one replica below what was proven at most once per
-   scale-down window), stabilise over the windows (stabilization.py),
-   skipping the scale-up window on a burst; while replicas are starting, grow to at most burstFactor x
-   the ready capacity (pending-replica guard); limit the step (a burst may double
-   the fleet); only scale down as far as the remaining replicas stay under target (consolidation check).
+   scale-down window, and reads the rate smoothed over up to a minute; the leading signal,
+   forecast.py, orders replicas for the routers' request rate forecast a replica start-up ahead),
+   stabilise over the windows (stabilization.py), skipping the scale-up window on a burst and, when
+   the routers' counts show the load's swings are noise rather than bursts, trimming the scale-down
+   window's rare largest asks; while replicas are starting, grow to at most burstFactor x the ready
+   capacity (pending-replica guard); limit the step (a burst may double the fleet); only scale down
+   as far as the remaining replicas stay under target (consolidation check).
 4. Clamp to min/max and spread the total over variants by cost per token, within the budget, avoiding
    variants whose pods were recently Unschedulable (placement.py).
 """
@@ -22,14 +25,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tokenfleet_operator import placement, signals
+from tokenfleet_operator import forecast, placement, signals
 from tokenfleet_operator.resource import InferenceDeploymentSpec
 from tokenfleet_operator.snapshot import FleetSnapshot
-from tokenfleet_operator.stabilization import TimedRecommendation, limit_step, stabilize
+from tokenfleet_operator.stabilization import NOISE_QUANTILE, TimedRecommendation, limit_step, stabilize
 
 # A variant whose pods were Unschedulable stays avoided this long (at least), so capacity does not swing
 # back onto it every other interval.
 UNSCHEDULABLE_MEMORY_INTERVALS = 12
+# The throughput signal reads the mean rate over this long at most (signals.trailing_tokens_per_second).
+THROUGHPUT_SMOOTHING_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,20 @@ def _plan_total(
     capacity = signals.planned_throughput_per_replica(
         auto, history, may_probe=not _scaled_down_within(history, probe_spacing)
     )
-    rec = signals.recommend(auto, latest, capacity)
+    # Bursts come back, so a burst's scale-down holds for the largest ask of the window, and its trend
+    # over seconds says nothing about the next minute. Noise does neither: a high quantile, a trend.
+    bursty = forecast.is_bursty(history, auto.scale_down.stabilization_seconds, now)
+    flat_out = signals.saturated_throughput_per_replica(history)
+    full = max(capacity or 0.0, flat_out or 0.0) or None
+    demand = forecast.demand_by_time(history, full, is_trend_read=bursty is False)
+    # Never smoothed over longer than the scale-down window: a fleet set to follow load quickly still does.
+    smoothing = min(THROUGHPUT_SMOOTHING_SECONDS, auto.scale_down.stabilization_seconds)
+    smoothed = signals.trailing_tokens_per_second(history, smoothing)
+
+    def recommend(s: FleetSnapshot) -> signals.Recommendation:
+        return signals.recommend(auto, s, capacity, demand.get(s.time), smoothed.get(s.time))
+
+    rec = recommend(latest)
     if current_total == 0:
         if rec.replicas > 0:
             target = max(1, min(rec.replicas, auto.scale_up.max_step), auto.min_replicas)
@@ -162,7 +180,7 @@ def _plan_total(
 
     window = max(auto.scale_up.stabilization_seconds, auto.scale_down.stabilization_seconds)
     timed = [
-        TimedRecommendation(s.time, signals.recommend(auto, s, capacity).replicas)
+        TimedRecommendation(s.time, recommend(s).replicas)
         for s in history
         if not s.is_stale and now - window <= s.time <= now
     ]
@@ -175,6 +193,7 @@ def _plan_total(
         auto.scale_down.stabilization_seconds,
         skip_up_window=is_burst,
         is_down_window_covered=history[0].time <= now - auto.scale_down.stabilization_seconds,
+        down_quantile=NOISE_QUANTILE if bursty is False else 1.0,
     )
     detail = rec.detail
     guarded = _pending_guard(target, current_total, latest, auto.burst_factor)

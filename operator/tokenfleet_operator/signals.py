@@ -14,7 +14,11 @@ recommendation is the largest ask. Signals:
   (`planned_throughput_per_replica`). It only holds replicas, never asks for more: a saturated replica
   of a KV-bound load processes fewer tokens than an unsaturated one, so its rate is a lower bound on
   capacity, fit to stop consolidation but not to order new replicas. Queue and KV readings go flat on
-  an over-provisioned fleet whatever its load; this one keeps measuring the load.
+  an over-provisioned fleet whatever its load; this one keeps measuring the load;
+- demand: the routers' request rate forecast a replica start-up ahead, in replicas with spare
+  (forecast.py). When the forecast rises above what the fleet recently carried it asks for more before
+  any queue forms; otherwise it is silent (a held forecast outlived a load drop: the smoothed level
+  still carried the last burst, and a fleet set to shrink within seconds kept its peak).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tokenfleet_operator.forecast import Demand
 from tokenfleet_operator.resource import AutoscalingSpec, EngineSpec
 from tokenfleet_operator.snapshot import FleetSnapshot
 
@@ -89,6 +94,12 @@ def _median(values: list[float]) -> float:
     return values[len(values) // 2] if values else 0.0
 
 
+def saturated_throughput_per_replica(history: Sequence[FleetSnapshot]) -> float | None:
+    """Median tokens/s of a replica working flat out (work queued for it): its capacity; None until
+    the fleet has been seen saturated."""
+    return _median(_per_replica_rates(history, True, None)) or None
+
+
 def planned_throughput_per_replica(
     spec: AutoscalingSpec, history: Sequence[FleetSnapshot], may_probe: bool = False
 ) -> float | None:
@@ -129,15 +140,38 @@ def planned_throughput_per_replica(
     return planned or None
 
 
+def trailing_tokens_per_second(history: Sequence[FleetSnapshot], window_s: float) -> dict[float, float]:
+    """By snapshot time, the mean tokens/s over the fresh snapshots of the `window_s` up to it: one
+    interval's rate swings with prefill chunks finishing on either side of its edges, and a scale-down
+    window that keeps the largest ask would keep the largest swing."""
+    fresh = [s for s in history if not s.is_stale]
+    out: dict[float, float] = {}
+    start = 0
+    total = 0.0
+    for end, snap in enumerate(fresh):
+        total += snap.tokens_per_second
+        while start < end and fresh[start].time <= snap.time - window_s:
+            total -= fresh[start].tokens_per_second
+            start += 1
+        out[snap.time] = total / (end - start + 1)
+    return out
+
+
 @functools.lru_cache(maxsize=16384)
 def recommend(
-    spec: AutoscalingSpec, snap: FleetSnapshot, planned_per_replica: float | None = None
+    spec: AutoscalingSpec,
+    snap: FleetSnapshot,
+    planned_per_replica: float | None = None,
+    demand: Demand | None = None,
+    tokens_per_second: float | None = None,
 ) -> Recommendation:
     """The total replica count this snapshot's load calls for.
 
     `planned_per_replica` (tokens per second, from `planned_throughput_per_replica`) turns on the
-    throughput signal. Cached by value (all arguments are frozen): the policy re-asks for every snapshot
-    in its window at each tick, and a snapshot's answer never changes.
+    throughput signal, measured on `tokens_per_second` when given (a smoothed rate) or else on the
+    snapshot's own; `demand` (from forecast.py) turns on the leading signal. Cached by value
+    (all arguments are frozen): the policy re-asks for every snapshot in its window at each tick, and a
+    snapshot's answer never changes.
     """
     ready = snap.ready
     targets = spec.targets
@@ -182,12 +216,23 @@ def recommend(
         ratio = min(ttft / slo, TTFT_MAX_RATIO)
         asks.append(Recommendation(_ceil(ready * ratio), "ttft", f"TTFT p95 {ttft:.2f}s (SLO {slo:g}s)"))
     if planned_per_replica:
-        rate = snap.tokens_per_second
+        rate = snap.tokens_per_second if tokens_per_second is None else tokens_per_second
         asks.append(
             Recommendation(
                 min(ready, _ceil(rate / planned_per_replica)),
                 "throughput",
                 f"{rate / ready:.0f} tokens/s per replica (plan {planned_per_replica:.0f})",
+            )
+        )
+    if demand is not None:
+        # Orders replicas only for rising load (noise on a steady load never does); holding is left to
+        # the measured signals and the scale-down window.
+        wanted = _ask(ready, demand.replicas / ready, spec.tolerance)
+        asks.append(
+            Recommendation(
+                wanted if demand.is_rising else 0,
+                "demand",
+                f"forecast load {demand.replicas:.1f} replicas{' and rising' if demand.is_rising else ''}",
             )
         )
     # Ties go to the earliest signal in the list, so the reason names the most direct measurement.

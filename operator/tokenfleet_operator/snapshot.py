@@ -40,6 +40,9 @@ class FleetSnapshot:
     router_held: int = 0  # requests the router holds because no worker can take them
     is_stale: bool = False  # metrics could not be collected (or are too old) for this interval
     pod_loads: tuple[tuple[str, float], ...] = ()  # (pod, waiting + running): who goes first on scale-down
+    # Requests the routers sent to workers per second over the last interval (the rate of their routing
+    # decisions counter); None when no router reported it. It moves before any worker's queue does.
+    dispatched_per_second: float | None = None
 
     def variant(self, name: str) -> VariantSnapshot:
         for v in self.variants:

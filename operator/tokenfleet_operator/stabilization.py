@@ -4,12 +4,21 @@ Scaling up only goes as far as the *smallest* recommendation seen during the sca
 must last the window to count); scaling down only goes as far as the *largest* recommendation seen during
 the scale-down window (load must stay low for the whole window). Between the two the count holds, which
 is what keeps a fleet from flapping under oscillating load.
+
+The caller may ask for a high quantile of the scale-down window instead of its largest value
+(`down_quantile`, e.g. `NOISE_QUANTILE`) when it knows the load's swings are noise rather than bursts:
+readings taken every few seconds swing with single requests, and a window of dozens of them keeps its
+one largest swing for its whole length, holding a fleet sized for a moment that does not come back.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+# The share of the scale-down window's recommendations the count covers when the swings are noise.
+NOISE_QUANTILE = 0.9
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,7 @@ def stabilize(
     *,
     skip_up_window: bool = False,
     is_down_window_covered: bool = True,
+    down_quantile: float = 1.0,
 ) -> int:
     """The replica count to move towards; `history` must include the recommendation made at `now`.
 
@@ -41,12 +51,21 @@ def stabilize(
     latest = max(history, key=lambda r: r.time).replicas
     ups = [latest] if skip_up_window else _in_window(history, now, up_window) or [latest]
     downs = _in_window(history, now, down_window) or [latest]
+    # The latest ask always counts in full: the quantile trims old swings, never a scale-up.
+    down_limit = max(_quantile(downs, down_quantile), latest)
     if not is_down_window_covered:
-        downs.append(current)
+        down_limit = max(down_limit, current)
     desired = current
     desired = max(desired, min(ups))
-    desired = min(desired, max(downs))
+    desired = min(desired, down_limit)
     return desired
+
+
+def _quantile(values: list[int], q: float) -> int:
+    """Nearest rank: the smallest value at least `q` of the values are at or below."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
+    return ordered[rank]
 
 
 def limit_step(current: int, desired: int, max_up: int, max_down: int) -> int:

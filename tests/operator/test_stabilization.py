@@ -53,3 +53,19 @@ def test_short_history_never_scales_down_early() -> None:
     assert stabilize(history, 6, now=105, up_window=0, down_window=300, is_down_window_covered=False) == 6
     assert stabilize(history, 6, now=105, up_window=0, down_window=300) == 1
     assert stabilize([R(105, 9)], 6, now=105, up_window=0, down_window=300, is_down_window_covered=False) == 9
+
+
+def test_noise_quantile_drops_the_windows_rare_largest_asks() -> None:
+    history = [R(t, 6 if t in (30, 150) else 4) for t in range(0, 300, 10)]  # two swings in 30 readings
+    assert stabilize(history, 6, now=290, up_window=0, down_window=300) == 6  # HPA: the largest
+    assert stabilize(history, 6, now=290, up_window=0, down_window=300, down_quantile=0.9) == 4
+    steady = [R(t, 6 if t % 20 else 4) for t in range(0, 300, 10)]  # half the window asks for 6
+    assert stabilize(steady, 6, now=290, up_window=0, down_window=300, down_quantile=0.9) == 6
+
+
+def test_noise_quantile_never_scales_down_before_a_full_window() -> None:
+    history = [R(100, 1), R(105, 1)]
+    got = stabilize(
+        history, 6, now=105, up_window=0, down_window=300, is_down_window_covered=False, down_quantile=0.5
+    )
+    assert got == 6

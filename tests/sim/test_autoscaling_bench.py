@@ -29,6 +29,7 @@ def test_smoke_benchmark_writes_json_and_plots(tmp_path: Path) -> None:
         "knative-kpa",
         "tokenfleet",
         "oracle",
+        "oracle-cold-start",
     }
     for summary in scenario["policies"].values():
         assert summary["requests"] == scenario["requests"] > 0

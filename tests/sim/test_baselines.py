@@ -84,3 +84,11 @@ def test_oracle_plan_covers_each_minutes_work() -> None:
     assert oracle.plan(demand, 1.5) == [1, 1]
     with pytest.raises(ValueError):
         oracle.plan(demand, 0.0)
+
+
+def test_oracle_with_cold_start_orders_each_minute_early_and_keeps_it_to_the_minutes_end() -> None:
+    plan = baselines.ColdStartSchedule("g", [2, 5, 1], cold_start_s=45.0)
+    assert not plan.is_cold_start_free
+    asks = {t: plan.decide(observe(t, 2))["g"] for t in (0.0, 10.0, 20.0, 59.0, 60.0, 110.0, 119.0, 125.0)}
+    # Minute 1 needs 5: ordered from 15 s on (one cold start early); minute 2 needs 1: kept until 120 s.
+    assert asks == {0.0: 2, 10.0: 2, 20.0: 5, 59.0: 5, 60.0: 5, 110.0: 5, 119.0: 5, 125.0: 1}

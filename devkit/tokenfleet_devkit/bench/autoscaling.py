@@ -19,7 +19,15 @@ from rich.table import Table
 
 from tokenfleet_devkit.traces import TraceMissing
 
-POLICY_ORDER = ("static-peak", "hpa-rps", "keda-waiting", "knative-kpa", "tokenfleet", "oracle")
+POLICY_ORDER = (
+    "static-peak",
+    "hpa-rps",
+    "keda-waiting",
+    "knative-kpa",
+    "tokenfleet",
+    "oracle",
+    "oracle-cold-start",
+)
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:

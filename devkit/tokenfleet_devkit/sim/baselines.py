@@ -12,6 +12,9 @@ All scale one variant. Their rules, as documented by each project:
   never scaling down; outside panic it at most halves the ready replicas per evaluation.
 - Static: a fixed count (provisioning for the peak).
 - Oracle: a per-minute schedule computed from the future load, whose replicas start instantly.
+- Oracle with cold start (`ColdStartSchedule`): the same schedule, but its replicas take the cold start
+  like everyone else's; knowing the future, it orders each minute's replicas one cold start early and
+  lets them go at the minute's end. It bounds what perfect foresight saves once replicas start slowly.
 """
 
 from __future__ import annotations
@@ -55,6 +58,24 @@ class Schedule:
         index = int((observation.now + self.lead_s) // self.period_s)
         index = min(max(index, 0), len(self.per_period) - 1) if self.per_period else 0
         return {self.variant: max(1, self.per_period[index] if self.per_period else 1)}
+
+
+class ColdStartSchedule:
+    """The oracle's schedule with cold starts: each period's replicas ordered `cold_start_s` early."""
+
+    is_cold_start_free = False
+
+    def __init__(
+        self, variant: str, per_period: Sequence[int], cold_start_s: float, period_s: float = 60.0
+    ) -> None:
+        self.name = "oracle-cold-start"
+        self._now = Schedule(variant, per_period, period_s)
+        self._ahead = Schedule(variant, per_period, period_s, lead_s=cold_start_s)
+        self.variant = variant
+
+    def decide(self, observation: Observation) -> dict[str, int]:
+        now = self._now.decide(observation)[self.variant]
+        return {self.variant: max(now, self._ahead.decide(observation)[self.variant])}
 
 
 class _HpaBehaviour:

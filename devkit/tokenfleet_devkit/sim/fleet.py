@@ -88,6 +88,7 @@ class Simulation(WorkerEvents):
         self.scale_events = 0
         self._num_created = 0
         self._arrivals_in_interval = 0
+        self._dispatched_in_interval = 0
         self._ttfts_in_interval: list[float] = []
         self._last_counters: dict[str, tuple[int, int]] = {}
         self._next_arrival = 0
@@ -174,6 +175,7 @@ class Simulation(WorkerEvents):
         if worker is None:
             return False
         worker.submit(request, now)
+        self._dispatched_in_interval += 1
         return True
 
     def _hold(self, request: SimRequest, now: float) -> None:
@@ -251,8 +253,14 @@ class Simulation(WorkerEvents):
         ttfts = sorted(self._ttfts_in_interval)
         ttft_p95 = ttfts[min(len(ttfts) - 1, math.ceil(0.95 * len(ttfts)) - 1)] if ttfts else None
         self._ttfts_in_interval = []
+        dispatched = self._dispatched_in_interval / interval
+        self._dispatched_in_interval = 0
         return FleetSnapshot(
-            time=now, variants=tuple(variants), ttft_p95_seconds=ttft_p95, router_held=len(self.held)
+            time=now,
+            variants=tuple(variants),
+            ttft_p95_seconds=ttft_p95,
+            router_held=len(self.held),
+            dispatched_per_second=dispatched,
         )
 
     def _tick(self, now: float) -> None:

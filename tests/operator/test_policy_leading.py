@@ -1,0 +1,67 @@
+"""The policy with the routers' request rate: scale-up before a queue forms, and noise told from bursts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.operator.operator_fleet_script import make_spec
+from tokenfleet_operator.policy import decide
+from tokenfleet_operator.snapshot import FleetSnapshot, VariantSnapshot
+
+pytestmark = pytest.mark.unit
+
+SPEC = make_spec(
+    accelerators=[{"name": "h100", "hourlyCost": 4.0}],
+    targets={"queueDepthPerReplica": 8, "ttftP95Seconds": 2},
+)
+
+
+def at(time: float, ready: int, dispatched: float | None, tokens: float) -> FleetSnapshot:
+    """`ready` replicas with no queue, processing `tokens` tokens/s in all, TTFT well within target."""
+    variant = VariantSnapshot(name="h100", ready=ready, kv_usage=0.1, prompt_tokens_per_second=tokens)
+    return FleetSnapshot(
+        time=time, variants=(variant,), ttft_p95_seconds=0.5, dispatched_per_second=dispatched
+    )
+
+
+def test_a_rising_request_rate_orders_replicas_before_any_queue_forms() -> None:
+    calm = [at(5.0 * i, 4, 4.0, 4000.0) for i in range(12)]  # 1000 tokens per request, 1000/s per replica
+    # The routers already send three times as many requests; the workers have not processed them yet.
+    history = [*calm, at(60.0, 4, 12.0, 4000.0)]
+    decision = decide(SPEC, history, {"h100": 4}, now=60.0)
+    assert decision.total == 8  # ceil(forecast / learned capacity), limited by maxStep 4
+    assert "forecast load" in decision.reason
+    without_router = [at(s.time, 4, None, 4000.0) for s in history]
+    assert decide(SPEC, without_router, {"h100": 4}, now=60.0).total == 4
+
+
+def _window(rates: list[float], swings: tuple[int, ...], ready: int = 6) -> list[FleetSnapshot]:
+    """Each interval's tokens follow its requests (1000 tokens each); at the `swings` the KV cache of
+    `ready` replicas fills to just under target, asking for all of them."""
+    out = []
+    for i, rate in enumerate(rates):
+        variant = VariantSnapshot(
+            name="h100",
+            ready=ready,
+            kv_usage=0.75 if i in swings else 0.1,
+            prompt_tokens_per_second=1000.0 * rate,
+        )
+        out.append(
+            FleetSnapshot(time=5.0 * i, variants=(variant,), ttft_p95_seconds=0.5, dispatched_per_second=rate)
+        )
+    return out
+
+
+def test_noisy_steady_load_consolidates_past_its_rare_peaks() -> None:
+    # The fleet once carried three times today's steady rate; in the last five minutes two rare swings
+    # of the KV cache asked for every replica: noise, not load, so the count comes down.
+    history = _window([18.0] * 3 + [6.0] * 61, swings=(10, 40))
+    decision = decide(SPEC, history, {"h100": 6}, now=history[-1].time)
+    assert decision.direction == "down"
+
+
+def test_bursty_load_holds_for_its_bursts() -> None:
+    # Bursts separated by silence, each filling the KV cache: they come back, so the fleet stays.
+    rates = [0.0 if i % 30 else 90.0 for i in range(64)]
+    history = _window(rates, swings=(30, 60))
+    assert decide(SPEC, history, {"h100": 6}, now=history[-1].time).direction == "hold"

@@ -42,6 +42,9 @@ class FakeWorkerMetrics:
         self.generation = Counter(m.GENERATION_TOKENS.removesuffix("_total"), "g", registry=self.registry)
         self.ttft = Histogram(m.TTFT, "t", buckets=(0.1, 0.5, 1.0), registry=self.registry)
         self.held = Gauge(m.ROUTER_HELD, "h", registry=self.registry)
+        self.decisions = Counter(
+            m.ROUTER_DECISIONS.removesuffix("_total"), "d", ["strategy"], registry=self.registry
+        )
         self.port = free_port()
         self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
 
@@ -84,6 +87,8 @@ async def test_direct_scrape_rates_and_router_held(workers: list[FakeWorkerMetri
             workers[1].generation.inc(1000)
             for _ in range(10):
                 workers[0].ttft.observe(0.3)
+            router.decisions.labels("least-load").inc(20)
+            router.decisions.labels("round-robin").inc(10)
             second = await source.collect(target, ["h100"], now=110.0)
         v = second.variants[0]
         assert (v.ready, v.starting, v.waiting) == (2, 1, 6)
@@ -94,6 +99,9 @@ async def test_direct_scrape_rates_and_router_held(workers: list[FakeWorkerMetri
         ) and v.generation_tokens_per_second == pytest.approx(100)
         assert second.ttft_p95_seconds == pytest.approx(0.1 + 0.4 * 0.95)
         assert second.router_held == 5
+        # The routers' dispatch rate needs two scrapes: counter increase over the seconds between them.
+        assert first.dispatched_per_second is None
+        assert second.dispatched_per_second == pytest.approx(3.0)
     finally:
         router.close()
 

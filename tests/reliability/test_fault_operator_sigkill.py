@@ -77,12 +77,18 @@ def test_operator_killed_mid_scale_down_is_finished_once_by_its_successor(
         assert second.metric("tokenfleet_operator_scaling_decisions_total", direction="up") == 0
         reasons = [e["reason"] for e in scaling_events(cluster, ns)]
         assert "ScaledUp" not in reasons[reasons.index("ScaledDown") :], reasons
-        assert reasons.count("ScaledDown") == 2, reasons
+        # The successor's step has its Event; the killed operator's may have died with it, since a tick
+        # writes the Deployment first and posts the Event three API calls later.
+        assert 1 <= reasons.count("ScaledDown") <= 2, reasons
         status = fleet_status(cluster, ns)
         assert status.get("readyReplicas") == 1 and status.get("replicas") == 1, status
         assert get_json(cluster, "infdep", "chat", "-n", ns)["spec"]["replicas"] == 1
         pods = get_json(cluster, "pods", "-n", ns, "-l", "tokenfleet.io/component=worker")["items"]
         assert len([p for p in pods if not p["metadata"].get("deletionTimestamp")]) == 1
         figures.faults_survived += 1
-        figures.details = {"deployment_writes_after_restart": 1, "scale_ups": 0, "scaled_down_events": 2}
+        figures.details = {
+            "deployment_writes_after_restart": 1,
+            "scale_ups": 0,
+            "scaled_down_events": reasons.count("ScaledDown"),
+        }
     report.write(figures)

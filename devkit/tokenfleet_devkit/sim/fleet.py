@@ -31,6 +31,8 @@ class VariantSetup:
     hourly_cost: float
     cold_start_s: float = 45.0  # pod scheduling (~10 s) + model load and warm-up (~35 s)
     max_replicas: int = 64
+    # Measured cold starts differ pod to pod: when given, the k-th replica added takes the k-th (cycling).
+    cold_starts_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Simulation(WorkerEvents):
         self.timeline: list[TimelinePoint] = []
         self.scale_events = 0
         self._num_created = 0
+        self._num_added: dict[str, int] = {}  # replicas added by scaling, by variant
         self._arrivals_in_interval = 0
         self._dispatched_in_interval = 0
         self._ttfts_in_interval: list[float] = []
@@ -104,9 +107,16 @@ class Simulation(WorkerEvents):
         )
         self.workers.append(worker)
         self.live.append(worker)
-        self.loop.at(
-            now + (0.0 if ready_at_once else setup.cold_start_s), lambda t: self._on_ready(worker, t)
-        )
+        self.loop.at(now + self._cold_start(setup, ready_at_once), lambda t: self._on_ready(worker, t))
+
+    def _cold_start(self, setup: VariantSetup, ready_at_once: bool) -> float:
+        if ready_at_once:
+            return 0.0
+        if not setup.cold_starts_s:
+            return setup.cold_start_s
+        k = self._num_added.get(setup.name, 0)
+        self._num_added[setup.name] = k + 1
+        return setup.cold_starts_s[k % len(setup.cold_starts_s)]
 
     def _on_ready(self, worker: SimWorker, now: float) -> None:
         if worker.is_draining or worker.removed_at is not None:
@@ -123,6 +133,7 @@ class Simulation(WorkerEvents):
 
     def _drain(self, worker: SimWorker, now: float) -> None:
         worker.is_draining = True
+        worker.drained_at = now
         if worker.is_empty:
             self._remove(worker, now)
         else:

@@ -9,53 +9,18 @@ told to drain (the moment the real pod gets its deletion timestamp and leaves th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokenfleet_devkit.sim.adapters import OperatorPolicy
 from tokenfleet_devkit.sim.fleet import SimConfig, SimResult, Simulation, VariantSetup
-from tokenfleet_devkit.sim.observation import Autoscaler
 from tokenfleet_devkit.sim.perf_model import LinearModel
 from tokenfleet_devkit.sim.request import SimRequest
 from tokenfleet_devkit.sim.validation import RunRecord
 from tokenfleet_devkit.sim.validation_setup import ValidationSetup, fleet_document
-from tokenfleet_devkit.sim.worker import EngineConfig, SimWorker
+from tokenfleet_devkit.sim.worker import EngineConfig
 from tokenfleet_operator.resource import parse_spec
-
-
-class ValidationSimulation(Simulation):
-    """A `Simulation` that notes when each replica was told to drain (the fleet keeps no such time) and,
-    when given a sequence of cold starts, gives the k-th replica added the k-th of them (cycling): the
-    fleet has one cold start per variant, the real pods each had their own."""
-
-    def __init__(
-        self,
-        config: SimConfig,
-        autoscaler: Autoscaler,
-        requests: Sequence[SimRequest],
-        initial: Mapping[str, int],
-        cold_starts_s: Sequence[float] = (),
-    ) -> None:
-        super().__init__(config, autoscaler, requests, initial)
-        self.drained_at: dict[str, float] = {}
-        self._cold_starts_s = tuple(cold_starts_s)
-        self._num_added = 0
-
-    def _drain(self, worker: SimWorker, now: float) -> None:
-        self.drained_at[worker.name] = now
-        super()._drain(worker, now)
-
-    def _create(self, variant: str, now: float, ready_at_once: bool) -> None:
-        if self._cold_starts_s and not ready_at_once:
-            cold_start_s = self._cold_starts_s[self._num_added % len(self._cold_starts_s)]
-            self._num_added += 1
-            variants = tuple(
-                replace(v, cold_start_s=cold_start_s) if v.name == variant else v
-                for v in self.config.variants
-            )
-            self.config = replace(self.config, variants=variants)
-        super()._create(variant, now, ready_at_once)
 
 
 @dataclass(frozen=True)
@@ -65,16 +30,14 @@ class SimRun:
     config: SimConfig
 
 
-def ready_curve(
-    result: SimResult, drained_at: Mapping[str, float], end_s: float
-) -> tuple[tuple[float, float], ...]:
+def ready_curve(result: SimResult, end_s: float) -> tuple[tuple[float, float], ...]:
     """Ready-and-not-draining replicas as a step curve over [0, end_s]."""
     changes: list[tuple[float, int]] = []
     for worker in result.workers:
         if worker.ready_at is None:
             continue
         changes.append((worker.ready_at, +1))
-        gone = drained_at.get(worker.name, worker.removed_at)
+        gone = worker.drained_at if worker.drained_at is not None else worker.removed_at
         if gone is not None:
             changes.append((gone, -1))
     changes.sort()
@@ -93,7 +56,11 @@ def ready_curve(
 
 
 def sim_config(
-    setup: ValidationSetup, cold_start_s: float, tail_s: float, tick_period_s: float | None = None
+    setup: ValidationSetup,
+    cold_start_s: float,
+    tail_s: float,
+    tick_period_s: float | None = None,
+    cold_starts_s: Sequence[float] = (),
 ) -> SimConfig:
     """The simulator's fleet; `tick_period_s` overrides how often the policy runs (default: the spec's
     interval), for an operator whose ticks take time of their own (it waits an interval after each)."""
@@ -106,7 +73,9 @@ def sim_config(
         profile.per_context_token_s,
         setup.kv_capacity_tokens,
     )
-    variant = VariantSetup(fleet.variant, perf, fleet.hourly_cost, cold_start_s, fleet.max_replicas)
+    variant = VariantSetup(
+        fleet.variant, perf, fleet.hourly_cost, cold_start_s, fleet.max_replicas, tuple(cold_starts_s)
+    )
     engine = EngineConfig(
         max_num_seqs=fleet.max_num_seqs,
         max_batched_tokens=fleet.max_batched_tokens,
@@ -136,11 +105,12 @@ def run_sim(
     replaces `cold_start_s` replica by replica, in order of creation."""
     spec = parse_spec(fleet_document(setup.fleet, "sim", Path("/sim"))["spec"])
     end_s = max(window_s, setup.last_arrival_s)
-    config = sim_config(setup, cold_start_s, end_s + grace_s - setup.last_arrival_s, tick_period_s)
+    tail_s = end_s + grace_s - setup.last_arrival_s
+    config = sim_config(setup, cold_start_s, tail_s, tick_period_s, cold_starts_s)
     requests = [SimRequest(i, a.at_s, a.prompt_tokens, a.output_tokens) for i, a in enumerate(setup.arrivals)]
     initial = {setup.fleet.variant: setup.fleet.min_replicas}
-    sim = ValidationSimulation(config, OperatorPolicy(spec), requests, initial, cold_starts_s)
+    sim = Simulation(config, OperatorPolicy(spec), requests, initial)
     result = sim.run(setup.last_arrival_s)
     ttfts = tuple(r.ttft for r in result.requests if r.finish_time is not None and r.ttft is not None)
-    record = RunRecord("sim", len(setup.arrivals), ttfts, ready_curve(result, sim.drained_at, end_s))
+    record = RunRecord("sim", len(setup.arrivals), ttfts, ready_curve(result, end_s))
     return SimRun(record, result, config)

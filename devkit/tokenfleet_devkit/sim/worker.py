@@ -67,6 +67,7 @@ class SimWorker:
         self.created_at = created_at
         self.ready_at: float | None = None
         self.removed_at: float | None = None
+        self.drained_at: float | None = None  # told to drain: it leaves the router, as a deleted pod does
         self.is_draining = False
         self.capacity = perf.kv_capacity_tokens
         self.waiting: deque[SimRequest] = deque()

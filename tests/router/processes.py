@@ -89,6 +89,16 @@ def sim_profile(path: Path, step_s: float) -> Path:
     return path
 
 
+def wait_until_dispatched(router_url: str, count: int, timeout_s: float = 15.0) -> None:
+    """Block until the router has sent `count` requests to workers (a loaded CI box may take a while)."""
+    name = "tokenfleet_router_routing_decisions_total"
+    deadline = time.monotonic() + timeout_s
+    while metric_value(httpx.get(router_url + "/metrics").text, name) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"router dispatched fewer than {count} requests in {timeout_s} s")
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def running(*servers: Server) -> Iterator[None]:
     """Kill the servers however the test ends."""

@@ -16,7 +16,14 @@ import openai
 import pytest
 
 from tests.router.conftest import MODEL
-from tests.router.processes import metric_value, running, sim_profile, start_router, start_worker
+from tests.router.processes import (
+    metric_value,
+    running,
+    sim_profile,
+    start_router,
+    start_worker,
+    wait_until_dispatched,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +128,7 @@ def test_saturated_fleet_holds_then_answers_429_with_retry_after(
         router.wait_ready()
         client = client_for(router.url)
         busy = pool.submit(client.completions.create, model=MODEL, prompt="busy", max_tokens=60)  # ~3 s
-        time.sleep(0.5)
+        wait_until_dispatched(router.url, 1)
         started = time.monotonic()
         with pytest.raises(openai.RateLimitError) as info:
             client.completions.create(model=MODEL, prompt="no room", max_tokens=2)
@@ -129,7 +136,7 @@ def test_saturated_fleet_holds_then_answers_429_with_retry_after(
         assert 1.8 < waited < 3.5  # held for the queue timeout, then refused
         assert info.value.response.headers["retry-after"] == "2"
         assert info.value.body["code"] == "overloaded"  # type: ignore[index]
-        # A request that fits in the queue timeout (busy ends ~0.6 s from now) is held, then served.
+        # A request that fits in the queue timeout (busy ends about 1 s from now) is held, then served.
         held = pool.submit(
             client_for(router.url).completions.create, model=MODEL, prompt="wait", max_tokens=2
         )
@@ -145,9 +152,9 @@ def test_queue_full_is_refused_at_once(model_dir: Path, log_dir: Path, tmp_path:
         worker.wait_ready()
         router.wait_ready()
         busy = pool.submit(
-            client_for(router.url).completions.create, model=MODEL, prompt="busy", max_tokens=30
+            client_for(router.url).completions.create, model=MODEL, prompt="busy", max_tokens=60
         )
-        time.sleep(0.5)
+        wait_until_dispatched(router.url, 1)
         started = time.monotonic()
         response = httpx.post(
             router.url + "/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1}

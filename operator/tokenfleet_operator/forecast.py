@@ -23,7 +23,6 @@ time is in the snapshots.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +46,9 @@ SPARE = 0.5
 # of the last RECENT_SECONDS (load the fleet has not carried yet); elsewhere it asks for nothing.
 RISE = 0.1
 RECENT_SECONDS = 60.0
+# History a snapshot's demand needs before it to stop depending on where the history starts: the
+# recent levels it is compared with, and a few trend time constants before those.
+WARMUP_SECONDS = RECENT_SECONDS + 2 * TREND_SECONDS
 # Index of dispersion of per-interval request counts above which swings are bursts, not noise.
 BURSTY_DISPERSION = 10.0
 
@@ -88,15 +90,15 @@ def forecasts(history: Sequence[FleetSnapshot], horizon_s: float = HORIZON_SECON
     return out
 
 
-def is_bursty(history: Sequence[FleetSnapshot], window_s: float, now: float) -> bool | None:
-    """Whether requests over the last `window_s` came in bursts (variance of per-interval counts over
-    `BURSTY_DISPERSION` times their mean); None when the routers reported too little to tell."""
-    rates = _rates(history)
-    counts = [
-        rate * (time - before)
-        for (before, _), (time, rate) in itertools.pairwise(rates)
-        if time >= now - window_s
-    ]
+def _bursty(rates: Sequence[tuple[float, float]], end: int, since: float) -> bool | None:
+    """Whether the request counts of the intervals ending at or after `since`, up to reading `end`,
+    came in bursts."""
+    counts: list[float] = []
+    for i in range(end, 0, -1):
+        time, rate = rates[i]
+        if time < since:
+            break
+        counts.append(rate * (time - rates[i - 1][0]))
     if len(counts) < 2:
         return None
     mean = sum(counts) / len(counts)
@@ -104,6 +106,13 @@ def is_bursty(history: Sequence[FleetSnapshot], window_s: float, now: float) -> 
         return None
     variance = sum((c - mean) ** 2 for c in counts) / len(counts)
     return variance / mean > BURSTY_DISPERSION
+
+
+def is_bursty(history: Sequence[FleetSnapshot], window_s: float, now: float) -> bool | None:
+    """Whether requests over the last `window_s` came in bursts (variance of per-interval counts over
+    `BURSTY_DISPERSION` times their mean); None when the routers reported too little to tell."""
+    rates = [r for r in _rates(history) if r[0] <= now]
+    return _bursty(rates, len(rates) - 1, now - window_s)
 
 
 def tokens_per_request(history: Sequence[FleetSnapshot]) -> float | None:
@@ -126,23 +135,31 @@ class Demand:
 def demand_by_time(
     history: Sequence[FleetSnapshot],
     planned_tokens_per_replica: float | None,
-    is_trend_read: bool = True,
+    trend_window_s: float | None = None,
     recent_s: float = RECENT_SECONDS,
 ) -> dict[float, Demand]:
     """The replicas the forecast load needs, by snapshot time; empty when the routers report no rate
-    or the fleet has not learned what a replica carries. Without `is_trend_read` (bursty arrivals,
-    whose trend over seconds says nothing about the next minute) the forecast is the smoothed level.
+    or the fleet has not learned what a replica carries. With `trend_window_s`, a snapshot whose
+    arrivals over that window before it came in bursts (a trend over seconds then says nothing about
+    the next minute) forecasts its smoothed level instead of extrapolating the trend.
     A demand is rising where its forecast tops every smoothed level of the `recent_s` before it by more
-    than `RISE`: only then may it order replicas, so noise on a steady load never does."""
+    than `RISE`: only then may it order replicas, so noise on a steady load never does.
+
+    Whether a snapshot's demand is rising depends only on the snapshots up to it, never on later
+    ones: the scale-down window re-reads past asks, and an ask that a later reading withdrew would
+    let the fleet shrink right after it grew (it flapped every second on a light load)."""
     per_request = tokens_per_request(history)
     if not planned_tokens_per_replica or per_request is None:
         return {}
     scale = per_request / planned_tokens_per_replica
-    horizon = HORIZON_SECONDS if is_trend_read else 0.0
-    all_forecasts = forecasts(history, horizon)
+    rates = _rates(history)
+    extrapolated = forecasts(history, HORIZON_SECONDS)
+    levels = forecasts(history, 0.0)
     out = {}
-    for i, f in enumerate(all_forecasts):
-        recent = [g.level for g in all_forecasts[:i] if g.time >= f.time - recent_s]
+    for i, (trend, level) in enumerate(zip(extrapolated, levels, strict=True)):
+        is_trend_read = trend_window_s is None or _bursty(rates, i, trend.time - trend_window_s) is False
+        f = trend if is_trend_read else level
+        recent = [g.level for g in levels[:i] if g.time >= f.time - recent_s]
         load = f.rate * scale
         is_rising = bool(recent) and f.rate > max(recent) * (1.0 + RISE)
         out[f.time] = Demand(load + SPARE * math.sqrt(load), is_rising)

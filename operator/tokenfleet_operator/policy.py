@@ -73,6 +73,21 @@ class Decision:
         return bool(self.limits)
 
 
+def history_seconds(spec: InferenceDeploymentSpec) -> float:
+    """How far back `decide` reads: every window, plus the leading signal's warm-up before the
+    oldest snapshot a window re-reads (its smoothing restarts where the history starts, so a past
+    ask would otherwise drift as the history rolls on)."""
+    auto = spec.autoscaling
+    interval = auto.metrics.interval_seconds
+    windows = max(
+        auto.scale_up.stabilization_seconds,
+        auto.scale_down.stabilization_seconds,
+        auto.scale_to_zero_after_seconds or 0,
+        UNSCHEDULABLE_MEMORY_INTERVALS * interval,
+    )
+    return windows + forecast.WARMUP_SECONDS + 2 * interval
+
+
 def _is_stale(history: Sequence[FleetSnapshot], spec: InferenceDeploymentSpec, now: float) -> bool:
     if not history:
         return True
@@ -159,7 +174,7 @@ def _plan_total(
     bursty = forecast.is_bursty(history, auto.scale_down.stabilization_seconds, now)
     flat_out = signals.saturated_throughput_per_replica(history)
     full = max(capacity or 0.0, flat_out or 0.0) or None
-    demand = forecast.demand_by_time(history, full, is_trend_read=bursty is False)
+    demand = forecast.demand_by_time(history, full, auto.scale_down.stabilization_seconds)
     # Never smoothed over longer than the scale-down window: a fleet set to follow load quickly still does.
     smoothing = min(THROUGHPUT_SMOOTHING_SECONDS, auto.scale_down.stabilization_seconds)
     smoothed = signals.trailing_tokens_per_second(history, smoothing)

@@ -52,20 +52,6 @@ IDENTITY_KINDS = ("ServiceAccount", "Role", "RoleBinding")
 TICK_CONCURRENCY = 16  # ticks in flight at once: more fleets queue, they do not pile onto the API server
 
 
-def history_seconds(spec: InferenceDeploymentSpec) -> float:
-    auto = spec.autoscaling
-    interval = auto.metrics.interval_seconds
-    return (
-        max(
-            auto.scale_up.stabilization_seconds,
-            auto.scale_down.stabilization_seconds,
-            auto.scale_to_zero_after_seconds or 0,
-            policy.UNSCHEDULABLE_MEMORY_INTERVALS * interval,
-        )
-        + 2 * interval
-    )
-
-
 def owner_of(body: Mapping[str, Any]) -> child_meta.Owner:
     meta = body["metadata"]
     return child_meta.Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
@@ -212,7 +198,7 @@ class Reconciler:
         now = self.clock()
         state = self.state(owner)
         snapshot, pods = await self._collect(spec, owner, now)
-        state.remember(snapshot, history_seconds(spec))
+        state.remember(snapshot, policy.history_seconds(spec))
         current = self.live_replicas(owner, spec) or {}
         decision = self._decide(spec, state, current, now)
         if decision.is_change:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tokenfleet_operator.reconciler import FleetState, history_seconds, iso
+from tokenfleet_operator.forecast import WARMUP_SECONDS
+from tokenfleet_operator.policy import history_seconds
+from tokenfleet_operator.reconciler import FleetState, iso
 from tokenfleet_operator.resource import InferenceDeploymentSpec, parse_spec
 from tokenfleet_operator.snapshot import FleetSnapshot
 
@@ -22,11 +24,11 @@ def spec(**autoscaling: object) -> InferenceDeploymentSpec:
 
 
 def test_history_covers_every_window() -> None:
-    assert history_seconds(spec()) == 300 + 10
-    assert history_seconds(spec(minReplicas=0, scaleToZeroAfterSeconds=900)) == 900 + 10
+    assert history_seconds(spec()) == 300 + WARMUP_SECONDS + 10
+    assert history_seconds(spec(minReplicas=0, scaleToZeroAfterSeconds=900)) == 900 + WARMUP_SECONDS + 10
     assert (
         history_seconds(spec(scaleDown={"stabilizationSeconds": 0}, metrics={"intervalSeconds": 10}))
-        == 120 + 20
+        == 120 + WARMUP_SECONDS + 20
     )
 
 

@@ -140,3 +140,24 @@ def test_is_bursty_tells_bursts_from_noise(counts: list[int], expected: bool | N
 def test_trailing_rate_with_no_window_is_each_snapshots_own() -> None:
     history = [at(0, None, 1000.0), at(5, None, 3000.0)]
     assert trailing_tokens_per_second(history, window_s=0.0) == {0: 1000.0, 5: 3000.0}
+
+
+def test_a_snapshots_demand_never_changes_with_later_snapshots() -> None:
+    # Noise, then bursts, then noise: later readings flip whether the recent arrivals look bursty.
+    # The scale-down window re-reads past asks, so an ask must not be withdrawn after the fact.
+    counts = [10, 12, 9, 11, 10, 0, 0, 60, 0, 55, 0, 0, 11, 9, 30, 35, 40, 12, 10, 9]
+    history = [at(5.0 * i, c / 5.0, tokens=c * 200.0) for i, c in enumerate(counts)]
+    full = demand_by_time(history, 1000.0, trend_window_s=30.0)
+    flips = set()
+    for k in range(2, len(history)):
+        prefix = demand_by_time(history[:k], 1000.0, trend_window_s=30.0)
+        flips |= {t for t, d in prefix.items() if d.is_rising != full[t].is_rising}
+    assert not flips
+    assert any(d.is_rising for d in full.values())  # the history does order replicas somewhere
+
+
+def test_bursty_arrivals_forecast_their_level_rather_than_extrapolate() -> None:
+    bursts = [at(5.0 * i, c / 5.0, tokens=c * 200.0) for i, c in enumerate([0, 0, 60, 0, 0, 20, 40])]
+    read = demand_by_time(bursts, 1000.0, trend_window_s=300.0)
+    extrapolated = demand_by_time(bursts, 1000.0)
+    assert read[30].replicas < extrapolated[30].replicas  # the last rise is not projected a minute on

@@ -56,8 +56,7 @@ from tokenfleet_devkit.cluster import control_plane, topology
 from tokenfleet_devkit.launcher import daemon
 from tokenfleet_operator import GROUP, PLURAL, VERSION, crd
 from tokenfleet_operator.metrics_parsing import histogram_quantile
-from tokenfleet_operator.policy import decide
-from tokenfleet_operator.reconciler import history_seconds
+from tokenfleet_operator.policy import decide, history_seconds
 from tokenfleet_operator.resource import parse_spec
 from tokenfleet_operator.snapshot import FleetSnapshot, VariantSnapshot
 

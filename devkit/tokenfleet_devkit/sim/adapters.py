@@ -18,7 +18,7 @@ from tokenfleet_common.load_report import LoadReport
 from tokenfleet_devkit.sim.observation import Observation
 from tokenfleet_devkit.sim.request import SimRequest
 from tokenfleet_devkit.sim.worker import SimWorker
-from tokenfleet_operator.policy import decide
+from tokenfleet_operator.policy import decide, history_seconds
 from tokenfleet_operator.resource import InferenceDeploymentSpec, parse_spec
 from tokenfleet_operator.snapshot import FleetSnapshot, VariantSnapshot
 from tokenfleet_router import admission
@@ -145,16 +145,7 @@ class OperatorPolicy:
     def __init__(self, spec: InferenceDeploymentSpec, name: str = "tokenfleet") -> None:
         self.name = name
         self.spec = spec
-        auto = spec.autoscaling
-        self._keep_s = (
-            max(
-                auto.scale_up.stabilization_seconds,
-                auto.scale_down.stabilization_seconds,
-                auto.scale_to_zero_after_seconds or 0,
-                12 * auto.metrics.interval_seconds,
-            )
-            + 2 * auto.metrics.interval_seconds
-        )
+        self._keep_s = history_seconds(spec)  # what the operator keeps
         self.history: list[FleetSnapshot] = []
         self.last_reason = ""
 

@@ -19,7 +19,8 @@ from tokenfleet_router.admission import Admission
 from tokenfleet_router.auth import is_authorized
 from tokenfleet_router.discovery import Discovery
 from tokenfleet_router.dispatch import Dispatcher
-from tokenfleet_router.errors import RouterError, error_body, error_response
+from tokenfleet_router.errors import RouterError, error_body, error_response, internal_error_response
+from tokenfleet_router.hot_paths import HotPaths
 from tokenfleet_router.load_poller import LoadPoller
 from tokenfleet_router.load_view import LoadView
 from tokenfleet_router.logs import log_event
@@ -136,7 +137,7 @@ def create_app(
     discovery: Discovery,
     clock: Callable[[], float] = time.monotonic,
     body_timeout_s: float = BODY_TIMEOUT_S,
-) -> FastAPI:
+) -> HotPaths:
     state = RouterState(settings, discovery, clock)
 
     @contextlib.asynccontextmanager
@@ -164,12 +165,8 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        # A bug, not the client's fault: still answer in the OpenAI shape, and log only the type
-        # (the message could quote the request).
         log_event(logger, "internal_error", level=logging.ERROR, error=type(exc).__name__)
-        return JSONResponse(
-            error_body(500, f"internal error: {type(exc).__name__}", "internal_error"), status_code=500
-        )
+        return internal_error_response(exc)
 
     async def read_body(request: Request) -> bytes:
         too_large = RouterError(
@@ -224,8 +221,8 @@ def create_app(
     async def chat_completions(request: Request) -> Response:
         return await forward(request, CHAT, "/v1/chat/completions")
 
-    # The hot paths as plain Starlette routes: FastAPI's parameter handling around an endpoint is
-    # per-request work that a handler taking the raw request does not need.
+    # POSTs to the completion endpoints bypass FastAPI entirely (see hot_paths.py); these routes
+    # only make FastAPI answer other methods on them with 405.
     app.add_route("/v1/completions", completions, methods=["POST"])
     app.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
 
@@ -254,4 +251,4 @@ def create_app(
         state.metrics.held.set(state.admission.num_held)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return HotPaths(app, {"/v1/completions": completions, "/v1/chat/completions": chat_completions})

@@ -54,3 +54,11 @@ def error_response(error: RouterError) -> JSONResponse:
         status_code=error.status,
         headers=headers,
     )
+
+
+def internal_error_response(error: Exception) -> JSONResponse:
+    """A bug, not the client's fault: still the OpenAI shape, naming only the exception's type
+    (its message could quote the request)."""
+    return JSONResponse(
+        error_body(500, f"internal error: {type(error).__name__}", "internal_error"), status_code=500
+    )

@@ -97,6 +97,7 @@ class Proxy:
                 connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0),
                 timeout=self.timeout,
                 auto_decompress=False,  # bytes pass through as the worker sent them
+                cookie_jar=aiohttp.DummyCookieJar(),  # workers set no cookies; skip the jar's work
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
             )
         return self._session

@@ -135,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         loop="auto",
         http="auto",
         timeout_graceful_shutdown=5,
+        # The router reads no client address, so it skips rewriting it from X-Forwarded-For (a
+        # middleware that ran on every request).
+        proxy_headers=False,
     )
     return 0
 

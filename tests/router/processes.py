@@ -89,6 +89,16 @@ def sim_profile(path: Path, step_s: float) -> Path:
     return path
 
 
+def wait_until_routable(router_url: str, workers: int = 1, timeout_s: float = 15.0) -> None:
+    """Block until the router has a fresh load report from `workers` workers with room: until then it
+    counts them as saturated (and, with no queue allowed, refuses)."""
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(router_url + "/fleet").json()["available_workers"] < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"router saw fewer than {workers} routable workers in {timeout_s} s")
+        time.sleep(0.02)
+
+
 def wait_until_dispatched(router_url: str, count: int, timeout_s: float = 15.0) -> None:
     """Block until the router has sent `count` requests to workers (a loaded CI box may take a while)."""
     name = "tokenfleet_router_routing_decisions_total"

@@ -23,6 +23,7 @@ from tests.router.processes import (
     start_router,
     start_worker,
     wait_until_dispatched,
+    wait_until_routable,
 )
 
 pytestmark = pytest.mark.slow
@@ -126,6 +127,7 @@ def test_saturated_fleet_holds_then_answers_429_with_retry_after(
     with running(worker, router), ThreadPoolExecutor(4) as pool:
         worker.wait_ready()
         router.wait_ready()
+        wait_until_routable(router.url)
         client = client_for(router.url)
         busy = pool.submit(client.completions.create, model=MODEL, prompt="busy", max_tokens=60)  # ~3 s
         wait_until_dispatched(router.url, 1)
@@ -151,6 +153,7 @@ def test_queue_full_is_refused_at_once(model_dir: Path, log_dir: Path, tmp_path:
     with running(worker, router), ThreadPoolExecutor(2) as pool:
         worker.wait_ready()
         router.wait_ready()
+        wait_until_routable(router.url)  # a worker not yet reported counts as full: "busy" would get 429
         busy = pool.submit(
             client_for(router.url).completions.create, model=MODEL, prompt="busy", max_tokens=60
         )

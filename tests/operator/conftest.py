@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Cluster
 from tests.operator.kube_helpers import free_port, install_crd
+from tokenfleet_devkit.process_stop import stop_gracefully
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,6 @@ def operator_process(crd: Cluster, tmp_path: Path) -> Iterator[OperatorStarter]:
 
     yield start
     for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop_gracefully(proc)
     for log in logs:
         log.close()

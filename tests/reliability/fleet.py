@@ -11,7 +11,6 @@ import contextlib
 import copy
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import httpx
 from tests.conftest import Cluster
 from tests.operator.kube_helpers import FLEET, apply, free_port, get_json, install_crd, router_url
 from tests.waiting import wait_for
+from tokenfleet_devkit.process_stop import stop_gracefully
 
 FLEET_NAME = "chat"
 WORKER_DEPLOYMENT = f"{FLEET_NAME}-worker-l40s"
@@ -139,9 +139,4 @@ def start_shared_fleet(cluster: Cluster, model_dir: Path, log_dir: Path) -> Iter
             fleet.wait_ready(1, timeout=180)
             yield fleet
         finally:
-            operator.send_signal(signal.SIGTERM)
-            try:
-                operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-                operator.wait(timeout=10)
+            stop_gracefully(operator)

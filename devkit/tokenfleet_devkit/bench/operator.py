@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -54,6 +53,7 @@ from tokenfleet_devkit.bench.operator_reconcile import measure_reconcile
 from tokenfleet_devkit.bench.operator_table import table
 from tokenfleet_devkit.cluster import control_plane, topology
 from tokenfleet_devkit.launcher import daemon
+from tokenfleet_devkit.process_stop import stop_gracefully
 from tokenfleet_operator import GROUP, PLURAL, VERSION, crd
 from tokenfleet_operator.metrics_parsing import histogram_quantile
 from tokenfleet_operator.policy import decide, history_seconds
@@ -250,12 +250,7 @@ def run(config: BenchConfig, paths: control_plane.Paths, say: Say, log_path: Pat
                 wait_until("the fleets to go", lambda: fleets_gone(api, namespaces), 30, 1)
             except TimeoutError:
                 say("some fleets outlived the operator; releasing their finalizers")
-            operator.send_signal(signal.SIGTERM)
-            try:
-                operator.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-                operator.wait(timeout=10)
+            stop_gracefully(operator, grace_s=30)
         release_fleets(api, namespaces)
         core.delete_collection_node(label_selector=f"tokenfleet.io/pool={POOL}")  # one request, not N
         api.close()

@@ -15,7 +15,6 @@ import contextlib
 import datetime as dt
 import functools
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from tokenfleet_devkit.demo.accounting import RequestResult
 from tokenfleet_devkit.demo.install import free_port, install_crds
 from tokenfleet_devkit.demo.replay import PromptIds, Replayer
 from tokenfleet_devkit.demo.workload import BURST, SIM_FLEET, PlannedRequest
+from tokenfleet_devkit.process_stop import stop_gracefully
 from tokenfleet_devkit.sim.validation import RunRecord
 from tokenfleet_devkit.sim.validation_setup import MODEL_NAME, ValidationSetup, fleet_document
 from tokenfleet_worker.make_tokenizer import write_tokenizer_files
@@ -171,14 +171,8 @@ class RealFleet:
 
     def _stop_operator(self) -> None:
         proc, self.operator = self.operator, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_gracefully(proc)
 
 
 async def _replay(

@@ -153,14 +153,16 @@ def demand_by_time(
         return {}
     scale = per_request / planned_tokens_per_replica
     rates = _rates(history)
-    extrapolated = forecasts(history, HORIZON_SECONDS)
-    levels = forecasts(history, 0.0)
+    ahead = forecasts(history, HORIZON_SECONDS)
     out = {}
-    for i, (trend, level) in enumerate(zip(extrapolated, levels, strict=True)):
-        is_trend_read = trend_window_s is None or _bursty(rates, i, trend.time - trend_window_s) is False
-        f = trend if is_trend_read else level
-        recent = [g.level for g in levels[:i] if g.time >= f.time - recent_s]
-        load = f.rate * scale
-        is_rising = bool(recent) and f.rate > max(recent) * (1.0 + RISE)
+    first_recent = 0  # ahead[first_recent:i] are the forecasts of the `recent_s` before the i-th
+    for i, f in enumerate(ahead):
+        is_trend_read = trend_window_s is None or _bursty(rates, i, f.time - trend_window_s) is False
+        rate = f.rate if is_trend_read else max(0.0, f.level)
+        while ahead[first_recent].time < f.time - recent_s:
+            first_recent += 1
+        recent = max((g.level for g in ahead[first_recent:i]), default=None)
+        load = rate * scale
+        is_rising = recent is not None and rate > recent * (1.0 + RISE)
         out[f.time] = Demand(load + SPARE * math.sqrt(load), is_rising)
     return out

@@ -100,6 +100,7 @@ def assemble_snapshot(
     before_samples: Mapping[str, tuple[float, PodSample]],
     now: float,
     router_held: int,
+    dispatched_per_second: float | None = None,
 ) -> FleetSnapshot:
     """A FleetSnapshot from this scrape's samples by pod name and the previous scrape's (time, sample).
 
@@ -144,7 +145,12 @@ def assemble_snapshot(
     ttft = histogram_quantile(0.95, add_buckets(deltas)) if deltas else None
     loads = tuple(sorted((name, s.waiting + s.running) for name, s in now_samples.items()))
     return FleetSnapshot(
-        time=now, variants=tuple(result), ttft_p95_seconds=ttft, router_held=router_held, pod_loads=loads
+        time=now,
+        variants=tuple(result),
+        ttft_p95_seconds=ttft,
+        router_held=router_held,
+        pod_loads=loads,
+        dispatched_per_second=dispatched_per_second,
     )
 
 

@@ -8,7 +8,6 @@ caller records either as a stale snapshot, so the policy holds instead of scalin
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Protocol
@@ -116,9 +115,9 @@ class DirectScrapeSource:
                 f"{len(samples)} of {len(ready)} ready workers of {target.key} returned metrics"
             )
         previous = self._previous.get(target.key, {})
-        snapshot = assemble_snapshot(target, variants, samples, previous, now, held)
+        snapshot = assemble_snapshot(target, variants, samples, previous, now, held, dispatched)
         self._previous[target.key] = {name: (now, s) for name, s in samples.items()}
-        return dataclasses.replace(snapshot, dispatched_per_second=dispatched)
+        return snapshot
 
     def forget(self, fleet_key: str) -> None:
         self._previous.pop(fleet_key, None)

@@ -165,7 +165,6 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log_event(logger, "internal_error", level=logging.ERROR, error=type(exc).__name__)
         return internal_error_response(exc)
 
     async def read_body(request: Request) -> bytes:

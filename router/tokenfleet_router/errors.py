@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi.responses import JSONResponse
+
+from tokenfleet_router.logs import log_event
+
+logger = logging.getLogger("tokenfleet.router")
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -57,8 +62,9 @@ def error_response(error: RouterError) -> JSONResponse:
 
 
 def internal_error_response(error: Exception) -> JSONResponse:
-    """A bug, not the client's fault: still the OpenAI shape, naming only the exception's type
-    (its message could quote the request)."""
+    """A bug, not the client's fault: logged, and answered in the OpenAI shape, both naming only the
+    exception's type (its message could quote the request)."""
+    log_event(logger, "internal_error", level=logging.ERROR, error=type(error).__name__)
     return JSONResponse(
         error_body(500, f"internal error: {type(error).__name__}", "internal_error"), status_code=500
     )

@@ -10,7 +10,6 @@ other exception a logged 500 in the same shape.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
@@ -18,9 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokenfleet_router.errors import RouterError, error_response, internal_error_response
-from tokenfleet_router.logs import log_event
 
-logger = logging.getLogger("tokenfleet.router")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -44,5 +41,4 @@ class HotPaths:
         except RouterError as e:
             return error_response(e)
         except Exception as e:
-            log_event(logger, "internal_error", level=logging.ERROR, error=type(e).__name__)
             return internal_error_response(e)

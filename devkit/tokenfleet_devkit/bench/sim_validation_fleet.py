@@ -215,11 +215,7 @@ async def _replay(
             await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - start - t)))
         await task
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await replayer.close()
+        await replayer.close_after(task)
     results = sorted(replayer.results, key=lambda r: r.index)
     ttfts = tuple(r.ttft_s for r in results if r.is_ok and r.ttft_s is not None)
     # The first sample past the window closes the curve at the window's end.

@@ -10,6 +10,7 @@ request only counts as served when its stream ended with a finish reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -99,6 +100,14 @@ class Replayer:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+    async def close_after(self, task: asyncio.Task[None]) -> None:
+        """Cancel the replay `task` if it is still sending (the caller stopped early), then close."""
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.close()
 
     async def _send(self, req: PlannedRequest, start: float) -> tuple[float | None, int, bool]:
         began = time.monotonic()

@@ -98,11 +98,7 @@ async def replay(
                 await asyncio.sleep(max(0.0, SAMPLE_EVERY_S - (time.monotonic() - start - t_s)))
         await task
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await replayer.close()
+        await replayer.close_after(task)
     end_s = time.monotonic() - start
     events = {}
     with contextlib.suppress(Exception):

@@ -74,14 +74,35 @@ def test_decode_roofline_measures_eager_and_static_decode(tmp_path: Path) -> Non
     model_dir = make_model(tmp_path / "tiny", preset="tiny")
     runner = TorchRunner(model_dir, kv_cache_bytes=16 * 1024**2, decode_graphs=True)
     rows = [
-        decode_roofline(runner, 2, context=20, bandwidth=1e10, steps=2, mode=mode)
-        for mode in ("eager", "graphs")
+        decode_roofline(runner, 2, context=20, bandwidth=1e10, steps=3, mode=mode)
+        for mode in ("eager", "graphs", "lookahead")
     ]
-    assert [row["mode"] for row in rows] == ["eager", "graphs"]
+    assert [row["mode"] for row in rows] == ["eager", "graphs", "lookahead"]
     assert all(row["step_s"] > 0 and row["fraction_of_bound"] > 0 for row in rows)
-    assert runner.decode_graphs is not None and len(runner.decode_graphs.entries) == 1
+    graphs = runner.decode_graphs
+    assert graphs is not None and len(graphs.entries) == 1
+    # The steps feed back their tokens, so the guessed steps are the steps asked for.
+    assert graphs.lookahead_used >= 2 and not graphs.lookahead and not graphs.paged_kernel
     with pytest.raises(ValueError, match="mode must be one of"):
         decode_roofline(runner, 1, context=8, bandwidth=1e10, mode="fast")
     plain = TorchRunner(model_dir, kv_cache_bytes=16 * 1024**2)
     with pytest.raises(ValueError, match="without decode graphs"):
         decode_roofline(plain, 1, context=8, bandwidth=1e10, mode="graphs")
+
+
+def test_step_profile_splits_host_and_replay_time(tmp_path: Path) -> None:
+    import json
+
+    from tokenfleet_devkit.bench import engine_step_profile
+    from tokenfleet_worker.make_model import make_model
+
+    model_dir = make_model(tmp_path / "tiny", preset="tiny")
+    args = ["--device", "cpu", "--modes", "graphs", "--batches", "1,3", "--context", "20"]
+    args += ["--kv-cache-bytes", str(16 * 1024**2), "--out", str(tmp_path)]
+    assert engine_step_profile.main([str(model_dir), *args]) == 0
+    rows = json.loads((tmp_path / "step_profile.json").read_text())["rows"]
+    assert [(row["mode"], row["batch_size"], row["bucket"]) for row in rows] == [
+        ("graphs", 1, [1, 4]),  # 20 + 30 roofline steps: up to 50 positions, 4 blocks of 16
+        ("graphs", 3, [3, 4]),
+    ]
+    assert all(row["replay_ms"] > 0 and row["pack_ms"] > 0 and row["sample_ms"] > 0 for row in rows)

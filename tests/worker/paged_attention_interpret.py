@@ -1,4 +1,5 @@
-"""Checks of the Triton paged-attention kernel, run by test_paged_attention.py in a child process.
+"""Checks of the Triton paged-attention kernel (and of greedy decoding with the fused kernels too),
+run by test_paged_attention.py in a child process.
 
 TRITON_INTERPRET=1 must be set before triton is imported, so these run apart from the test process:
 `python -m tests.worker.paged_attention_interpret MODEL_DIR` exits 0 when every check passes.
@@ -56,11 +57,16 @@ def check_kernel(device: str, dtype: torch.dtype, atol: float) -> None:
 def check_greedy(model_dir: Path, device: str) -> None:
     options = {"device": device, "block_size": BLOCK_SIZE, "kv_cache_bytes": 4 * 1024**2}
     eager = TorchRunner(model_dir, **options)  # type: ignore[arg-type]
-    paged = TorchRunner(model_dir, decode_graphs=True, paged_attention=True, **options)  # type: ignore[arg-type]
     prompts = prompts_of({0: 3, 1: 11, 2: 6}, eager.vocab_size)
     expected = generate(eager, prompts, 4, together=False)
-    got = generate(paged, prompts, 4, together=True)
-    assert got == expected, f"paged {got} != eager {expected}"
+    for fused in (False, True):  # the paged kernel alone, and with the fused kernels
+        paged = TorchRunner(
+            model_dir, decode_graphs=True, paged_attention=True, fused_kernels=fused, **options
+        )  # type: ignore[arg-type]
+        got = generate(paged, prompts, 4, together=True)
+        assert got == expected, f"paged (fused {fused}) {got} != eager {expected}"
+        assert paged.decode_graphs is not None
+        assert any(key[3] == fused for key in paged.decode_graphs.entries), "no step took the kernels"
 
 
 def main(argv: list[str]) -> int:

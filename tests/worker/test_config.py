@@ -38,13 +38,19 @@ pytestmark = pytest.mark.unit
         ),
         pytest.param(
             {"model": "/m/x", "kv_cache_bytes": "512MiB", "backend": "sim"},
-            {"TOKENFLEET_WORKER_ENABLE_PREFIX_CACHING": "false", "TOKENFLEET_WORKER_DECODE_GRAPHS": "on"},
+            {
+                "TOKENFLEET_WORKER_ENABLE_PREFIX_CACHING": "false",
+                "TOKENFLEET_WORKER_DECODE_GRAPHS": "on",
+                "TOKENFLEET_WORKER_LOOKAHEAD_DECODE": "true",
+            },
             {
                 "kv_cache_bytes": 512 * 2**20,
                 "backend": "sim",
                 "enable_prefix_caching": False,
                 "decode_graphs": True,
                 "paged_attention": False,
+                "fused_kernels": False,
+                "lookahead_decode": True,
             },
             id="parsed-values",
         ),

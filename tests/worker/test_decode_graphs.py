@@ -9,9 +9,12 @@ import torch
 
 from tests.worker.test_runner import BLOCK_SIZE, generate, prompts_of, table_for
 from tokenfleet_worker.batch import SamplingParams, ScheduledSeq, StepBatch
+from tokenfleet_worker.config import EngineConfig
 from tokenfleet_worker.decode_graphs import geometric_buckets, smallest_fitting
+from tokenfleet_worker.engine import Engine
 from tokenfleet_worker.make_model import make_model
-from tokenfleet_worker.runner import TorchRunner, build_step_inputs, move_metadata
+from tokenfleet_worker.runner import TorchRunner, build_step_inputs, kv_bytes_per_block, move_metadata
+from tokenfleet_worker.tokenizer import load_tokenizer_bundle
 
 KV_BYTES = 4 * 1024**2
 # Lengths that straddle block and bucket edges; five sequences pad to a batch bucket of six.
@@ -44,7 +47,7 @@ def test_static_decode_equals_eager_on_cpu(model_dir: Path) -> None:
     assert generate(static, prompts, 12, together=True) == expected
     assert generate(static, prompts, 12, together=False) == expected
     assert static.decode_graphs is not None
-    assert (6, 8, False) in static.decode_graphs.entries  # five rows padded to six, up to 29 positions
+    assert (6, 8, False, False) in static.decode_graphs.entries  # five rows padded to six, up to 29 positions
     assert len({tuple(t) for t in expected.values()}) > 1
 
 
@@ -111,3 +114,61 @@ def test_cuda_graph_decode_bf16_matches_batched_eager(model_dir: Path) -> None:
         hidden = eager.model(inputs.input_ids.cuda(), inputs.positions.cuda(), eager.kv_caches, meta)
         want = eager.model.compute_logits(hidden).cpu()
     torch.testing.assert_close(got, want, atol=3e-2, rtol=0)
+
+
+def engine_outputs(runner: TorchRunner, model_dir: Path, max_tokens: dict[str, int]) -> dict[str, list[int]]:
+    """Requests of different lengths through the real engine, half of them added mid-run, in a cache
+    tight enough to preempt."""
+    config = EngineConfig(max_num_seqs=8, max_batched_tokens=24, block_size=BLOCK_SIZE, max_model_len=96)
+    engine = Engine(config, runner, load_tokenizer_bundle(model_dir))
+    prompts = prompts_of({i: 3 + 4 * i for i in range(len(max_tokens))}, runner.vocab_size)
+    requests = list(zip(max_tokens.items(), prompts.values(), strict=True))
+    outputs: dict[str, list[int]] = {rid: [] for rid in max_tokens}
+    for step in range(400):
+        if step % 5 == 0 and requests:
+            (rid, count), prompt = requests.pop(0)
+            engine.add_request(
+                rid, prompt, SamplingParams(max_tokens=count, temperature=0.0, ignore_eos=True)
+            )
+        for out in engine.step():
+            outputs[out.request_id].extend(out.token_ids)
+        if not requests and not engine.has_unfinished():
+            return outputs
+    raise AssertionError("the engine did not finish")
+
+
+def test_lookahead_decoding_gives_the_eager_tokens(model_dir: Path) -> None:
+    """Guesses that hold (steady decoding) and guesses that fail (a request finishes or joins, a new
+    block is needed, preemption) both leave the output as eager decoding makes it."""
+    lengths = {"a": 9, "b": 23, "c": 4, "d": 17, "e": 30, "f": 12}
+    options = {"block_size": BLOCK_SIZE, "kv_cache_bytes": 24 * kv_bytes_per_block_of(model_dir)}
+    expected = engine_outputs(TorchRunner(model_dir, **options), model_dir, lengths)  # type: ignore[arg-type]
+    ahead = TorchRunner(model_dir, decode_graphs=True, lookahead_decode=True, **options)  # type: ignore[arg-type]
+    assert engine_outputs(ahead, model_dir, lengths) == expected
+    assert {rid: len(tokens) for rid, tokens in expected.items()} == lengths
+    graphs = ahead.decode_graphs
+    assert graphs is not None and graphs.lookahead_used > 10 and graphs.lookahead_wasted > 3
+
+
+@pytest.mark.gpu
+def test_cuda_lookahead_with_fused_kernels_gives_the_eager_tokens(model_dir: Path) -> None:
+    """float32, as above: padding must not flip near-ties. Graphs, kernels and lookahead together."""
+    lengths = {"a": 9, "b": 23, "c": 4, "d": 17, "e": 30, "f": 12}
+    options = {"device": "cuda", "dtype": "float32", "block_size": BLOCK_SIZE}
+    options["kv_cache_bytes"] = 24 * kv_bytes_per_block_of(model_dir)
+    expected = engine_outputs(TorchRunner(model_dir, **options), model_dir, lengths)  # type: ignore[arg-type]
+    kernels = {"paged_attention": True, "fused_kernels": True}
+    ahead = TorchRunner(model_dir, decode_graphs=True, lookahead_decode=True, **kernels, **options)  # type: ignore[arg-type]
+    assert engine_outputs(ahead, model_dir, lengths) == expected
+    graphs = ahead.decode_graphs
+    assert graphs is not None and graphs.lookahead_used > 10 and graphs.lookahead_wasted > 3
+
+
+def test_lookahead_needs_decode_graphs(model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="lookahead_decode needs decode_graphs"):
+        TorchRunner(model_dir, kv_cache_bytes=KV_BYTES, lookahead_decode=True)
+
+
+def kv_bytes_per_block_of(model_dir: Path) -> int:
+    runner = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=KV_BYTES)
+    return kv_bytes_per_block(runner.config, BLOCK_SIZE, runner.dtype)

@@ -74,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="with --decode-graphs: attend with the Triton paged-attention kernel (needs triton)",
     )
+    add(
+        "--fused-kernels",
+        action="store_const",
+        const=True,
+        help="with --paged-attention: fused Triton kernels for norms, rotary embedding and activation",
+    )
+    add(
+        "--lookahead-decode",
+        action="store_const",
+        const=True,
+        help="with --decode-graphs: launch each greedy decode step before the engine asks for it, "
+        "so the GPU works while the host schedules (a wrong guess costs one step of GPU time)",
+    )
     add("--max-waiting", type=int, help="queued requests before new ones get 429 (default 256)")
     add("--no-prefix-caching", dest="enable_prefix_caching", action="store_const", const=False)
     add("--drain-timeout", dest="drain_timeout_s", type=float, help="seconds to finish requests on SIGTERM")
@@ -124,6 +137,8 @@ def make_runner(config: WorkerConfig, tokenizer: TokenizerBundle) -> tuple[Runne
         gpu_memory_utilization=config.gpu_memory_utilization,
         decode_graphs=config.decode_graphs,
         paged_attention=config.paged_attention,
+        fused_kernels=config.fused_kernels,
+        lookahead_decode=config.lookahead_decode,
     )
     return torch_runner, int(torch_runner.max_model_len)
 

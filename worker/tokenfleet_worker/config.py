@@ -52,6 +52,8 @@ class WorkerConfig:
     gpu_memory_utilization: float = 0.9
     decode_graphs: bool = False  # torch backend: decode steps replayed as CUDA graphs
     paged_attention: bool = False  # with decode_graphs: the Triton paged-attention kernel
+    fused_kernels: bool = False  # with paged_attention: fused Triton norm/rope/cache/activation
+    lookahead_decode: bool = False  # with decode_graphs: launch greedy decode steps ahead
     drain_timeout_s: float = 30.0
     sim_profile: Path | None = None
     sim_num_blocks: int = 2048
@@ -96,6 +98,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "gpu_memory_utilization": float,
     "decode_graphs": _parse_bool,
     "paged_attention": _parse_bool,
+    "fused_kernels": _parse_bool,
+    "lookahead_decode": _parse_bool,
     "drain_timeout_s": float,
     "sim_profile": Path,
     "sim_num_blocks": int,

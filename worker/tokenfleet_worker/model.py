@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenfleet_worker.fused_kernels import add_rms_norm, rope_and_cache, silu_mul
 from tokenfleet_worker.hf_config import ModelConfig
 from tokenfleet_worker.paged_attention import paged_decode_attention
 from tokenfleet_worker.rope import apply_rope, rope_inverse_frequencies
@@ -55,6 +56,9 @@ class AttentionMetadata:
     slot_mapping: torch.Tensor  # [num_tokens] cache slot of each token
     decode_groups: list[DecodeGroup]  # decodes come first in the batch, group after group
     prefills: list[PrefillChunk]
+    # Run the step on the Triton kernels of fused_kernels.py: a decode-only step in one group that
+    # attends with the paged kernel (the decode-graph path on CUDA).
+    fused: bool = False
 
 
 class Linear(nn.Module):
@@ -116,6 +120,16 @@ class RMSNorm(nn.Module):
         # kernel instead of seven per norm matters on a GPU, where decode time is launch-bound.
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
+    def add_norm(
+        self, x: torch.Tensor, residual: torch.Tensor | None, fused: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(norm(residual + x), residual + x); the residual stream starts as x when residual is None."""
+        if fused:
+            out = add_rms_norm(x, residual, self.weight, self.eps)  # adds into residual in place
+            return out, x if residual is None else residual
+        residual = x if residual is None else residual + x
+        return self(residual), residual
+
 
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig, *, dtype: torch.dtype, device: torch.device | str) -> None:
@@ -145,6 +159,12 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         num_tokens = hidden.shape[0]
         qkv = self.qkv_proj(hidden)
+        if meta.fused:
+            group = meta.decode_groups[0]
+            assert group.block_tables is not None and group.context_lens is not None
+            q = rope_and_cache(qkv, cos, sin, meta.slot_mapping, *kv_cache, self.num_heads)
+            out = paged_decode_attention(q, *kv_cache, group.block_tables, group.context_lens)
+            return self.o_proj(out.view(num_tokens, self.q_size))
         # Queries and keys sit side by side in qkv: rotate them together, one set of ops per layer.
         qk = qkv[:, : self.q_size + self.kv_size].view(num_tokens, self.num_heads + self.num_kv_heads, -1)
         qk = apply_rope(qk, cos, sin)
@@ -228,7 +248,9 @@ class MLP(nn.Module):
             config.intermediate_size, config.hidden_size, bias=False, dtype=dtype, device=device
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        if fused:
+            return self.down_proj(silu_mul(self.gate_up_proj(x)))
         gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
         return self.down_proj(F.silu(gate) * up)
 
@@ -246,13 +268,18 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         hidden: torch.Tensor,
+        residual: torch.Tensor | None,
         cos: torch.Tensor,
         sin: torch.Tensor,
         kv_cache: KVCache,
         meta: AttentionMetadata,
-    ) -> torch.Tensor:
-        hidden = hidden + self.self_attn(self.input_layernorm(hidden), cos, sin, kv_cache, meta)
-        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the MLP's output, the residual stream before it is added): the add is left to the next
+        norm, so it can run in the same kernel."""
+        normed, residual = self.input_layernorm.add_norm(hidden, residual, meta.fused)
+        attended = self.self_attn(normed, cos, sin, kv_cache, meta)
+        normed, residual = self.post_attention_layernorm.add_norm(attended, residual, meta.fused)
+        return self.mlp(normed, meta.fused), residual
 
 
 class DecoderModel(nn.Module):
@@ -301,9 +328,10 @@ class DecoderModel(nn.Module):
         """Return the final normed hidden states, [num_tokens, hidden_size]."""
         hidden = self.embed_tokens(input_ids)
         cos, sin = self.rope(positions, hidden.dtype)
+        residual: torch.Tensor | None = None
         for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
-            hidden = layer(hidden, cos, sin, kv_cache, meta)
-        return self.norm(hidden)
+            hidden, residual = layer(hidden, residual, cos, sin, kv_cache, meta)
+        return self.norm.add_norm(hidden, residual, meta.fused)[0]
 
     def pack_linears(self) -> None:
         """Run every matrix product on oneDNN-packed weights (see `pack_weight`); CPU float32 only.

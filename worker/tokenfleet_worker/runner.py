@@ -164,10 +164,15 @@ class TorchRunner:
         gpu_memory_utilization: float = 0.9,
         decode_graphs: bool = False,
         paged_attention: bool = False,
+        fused_kernels: bool = False,
+        lookahead_decode: bool = False,
         pack_weights: bool | None = None,
     ) -> None:
         """`decode_graphs` runs decode-only steps through bucketed static buffers (CUDA graphs on CUDA);
         `paged_attention` makes those steps attend with the Triton kernel that reads the paged cache;
+        `fused_kernels` (with it) runs their norms, rotary embedding, cache writes and activation on
+        the fused Triton kernels; `lookahead_decode` launches each greedy decode step's successor before
+        it is asked for (decode_graphs.py);
         `pack_weights` (default: wherever it applies, CPU float32) runs matrix products on
         oneDNN-packed weights."""
         if block_size < 1:
@@ -182,6 +187,10 @@ class TorchRunner:
             torch.backends.cuda.enable_cudnn_sdp(False)
         if paged_attention and not (decode_graphs and available(self.device)):
             raise ValueError("paged_attention needs decode_graphs and Triton (CUDA, or TRITON_INTERPRET=1)")
+        if fused_kernels and not paged_attention:
+            raise ValueError("fused_kernels needs paged_attention")
+        if lookahead_decode and not decode_graphs:
+            raise ValueError("lookahead_decode needs decode_graphs")
         self.model = load_model(Path(model_dir), self.device, self.dtype)
         self.packed_weights = can_pack(self.device, self.dtype) if pack_weights is None else pack_weights
         if self.packed_weights:
@@ -210,6 +219,8 @@ class TorchRunner:
                 sink_block=self.num_blocks,
                 max_model_len=self.max_model_len,
                 paged_kernel=paged_attention,
+                fused_kernels=fused_kernels,
+                lookahead=lookahead_decode,
             )
         log.info(
             "event=kv_cache_allocated blocks=%d block_size=%d bytes=%d device=%s packed_weights=%s",
@@ -243,10 +254,16 @@ class TorchRunner:
         if not batch.seqs:
             return []
         self.check_block_ids(batch)
-        if self.decode_graphs is not None:
-            bucket = self.decode_graphs.bucket(batch.seqs)
+        graphs = self.decode_graphs
+        if graphs is not None:
+            bucket = graphs.bucket(batch.seqs)
+            if bucket is not None and all(
+                s.sampling.is_greedy and s.sampling.logprobs is None for s in batch.seqs
+            ):
+                return graphs.greedy_tokens(batch.seqs, bucket)
             if bucket is not None:
-                return sample(self.decode_graphs.logits(batch.seqs, bucket), batch.seqs)
+                return sample(graphs.logits(batch.seqs, bucket), batch.seqs)
+            graphs.discard_ahead()  # a step on the eager path: a guess made before it is stale
         inputs = build_step_inputs(batch, self.block_size, self.max_model_len)
         meta = move_metadata(inputs.meta, self.device)
         hidden = self.model(

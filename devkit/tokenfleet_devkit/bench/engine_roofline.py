@@ -16,7 +16,7 @@ import torch
 from tokenfleet_worker.batch import SamplingParams, ScheduledSeq, StepBatch
 from tokenfleet_worker.runner import TorchRunner
 
-MODES = ("eager", "graphs", "paged")
+MODES = ("eager", "graphs", "paged", "fused", "lookahead")
 
 
 def best_seconds(device: torch.device, work: Callable[[], object], repeats: int) -> float:
@@ -69,23 +69,27 @@ def decode_roofline(
     """Steady decode step time at `batch_size` against (weights + KV read) / memory bandwidth.
 
     `mode`: "eager"; "graphs", the runner's decode graphs (it must have them) with gathered
-    contexts; "paged", the decode graphs with the Triton paged-attention kernel.
+    contexts; "paged", the decode graphs with the Triton paged-attention kernel; "fused", with the
+    fused Triton kernels as well; "lookahead", the runner's own kernels with each step launched
+    before it is asked for.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     graphs = runner.decode_graphs
     if mode != "eager" and graphs is None:
         raise ValueError("the runner was built without decode graphs")
-    saved_kernel = graphs.paged_kernel if graphs is not None else False
+    saved = (graphs.paged_kernel, graphs.fused_kernels, graphs.lookahead) if graphs else (False,) * 3
     runner.decode_graphs = None if mode == "eager" else graphs
     if graphs is not None:
-        graphs.paged_kernel = mode == "paged"
+        if mode != "lookahead":
+            graphs.paged_kernel, graphs.fused_kernels = mode in ("paged", "fused"), mode == "fused"
+        graphs.lookahead = mode == "lookahead"
     try:
         step_s = timed_decode_steps(runner, batch_size, context=context, steps=steps)
     finally:
         runner.decode_graphs = graphs
         if graphs is not None:
-            graphs.paged_kernel = saved_kernel
+            graphs.paged_kernel, graphs.fused_kernels, graphs.lookahead = saved
     config = runner.config
     kv_bytes_per_token = 2 * config.num_layers * config.kv_size * runner.dtype.itemsize
     bytes_per_step = weight_bytes_per_step(runner) + batch_size * (context + steps // 2) * kv_bytes_per_token
@@ -113,9 +117,12 @@ def timed_decode_steps(runner: TorchRunner, batch_size: int, *, context: int, st
     for seq_id, table in enumerate(tables):
         runner.execute(StepBatch((ScheduledSeq(seq_id, prompt, 0, table, True, greedy),)))
 
+    last = [11] * batch_size
+
     def step(k: int) -> None:
-        seqs = tuple(ScheduledSeq(i, (11,), context + k, t, True, greedy) for i, t in enumerate(tables))
-        runner.execute(StepBatch(seqs))
+        # Each step feeds back the tokens of the one before, as an engine does (lookahead relies on it).
+        seqs = tuple(ScheduledSeq(i, (last[i],), context + k, t, True, greedy) for i, t in enumerate(tables))
+        last[:] = [token.token_id for token in runner.execute(StepBatch(seqs))]
 
     step(0)  # warm-up (and, with graphs, the capture of this bucket)
     if runner.device.type == "cuda":

@@ -169,7 +169,7 @@ class DecodeGraphs:
         else:
             self.discard_ahead()
             current = self.launch(key, entry, packed, tokens_on_device=False)
-        following = self.advance(seqs, bucket) if self.lookahead else None
+        following = self.advance(seqs, bucket, packed) if self.lookahead else None
         if following is not None:
             self.ahead = self.launch(key, entry, following, tokens_on_device=True)
         token_ids = current.token_ids(len(seqs))
@@ -212,18 +212,27 @@ class DecodeGraphs:
         done.record()
         return Launched(key, packed, tokens, done)
 
-    def advance(self, seqs: Sequence[ScheduledSeq], bucket: tuple[int, int]) -> torch.Tensor | None:
-        """The rows of the step after this one (token ids still unknown), or None where it cannot be
-        guessed: a sequence would need a block it does not hold yet, or another bucket."""
-        moved: list[ScheduledSeq] = []
-        for seq in seqs:
-            position = seq.start_pos + 1
-            if position >= self.max_model_len or position // self.block_size >= len(seq.block_table):
-                return None
-            moved.append(ScheduledSeq(seq.seq_id, (0,), position, seq.block_table, True))
-        if self.bucket(moved) != bucket:
+    def advance(
+        self, seqs: Sequence[ScheduledSeq], bucket: tuple[int, int], packed: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The rows of the step after the one `packed` holds (token ids still unknown), or None where
+        it cannot be guessed: a sequence would need a block it does not hold yet, or a bigger bucket.
+
+        Derived from this step's rows, not packed again: the host's work is what lookahead hides.
+        """
+        rows = packed.clone()
+        values = rows.numpy()
+        positions = values[: len(seqs), 1] + 1
+        if int(positions.max()) >= self.max_model_len:
             return None
-        return self.pack(moved, *bucket)
+        for row in (positions % self.block_size == 0).nonzero()[0].tolist():
+            index = int(positions[row]) // self.block_size  # the new block this row moves into
+            table = seqs[row].block_table
+            if index >= len(table) or index >= bucket[1]:
+                return None
+            values[row, 2 + index] = table[index]
+        values[: len(seqs), 1] = positions
+        return rows
 
     def pack(self, seqs: Sequence[ScheduledSeq], batch: int, blocks: int) -> torch.Tensor:
         rows = torch.full((batch, 2 + blocks), self.sink_block, dtype=torch.int64)

@@ -13,7 +13,7 @@ import torch
 from tokenfleet_worker.batch import ScheduledSeq, StepBatch
 from tokenfleet_worker.loader import load_model
 from tokenfleet_worker.make_model import make_model
-from tokenfleet_worker.model import DecoderLayer, DecoderModel, KVCache
+from tokenfleet_worker.model import DecoderLayer, DecoderModel, GatherWorkspace, KVCache, gather_rows
 from tokenfleet_worker.runner import build_step_inputs
 
 BLOCK_SIZE = 4
@@ -255,3 +255,17 @@ def test_cuda_bf16_logits_close_to_transformers_bf16(llama_dir: Path) -> None:
         got = ours.compute_logits(hidden).cpu()
     torch.testing.assert_close(got, expected, atol=2e-2, rtol=0)
     assert float(expected.std()) > 0.01
+
+
+def test_gathers_reuse_one_buffer_per_side_and_copy_whole_rows() -> None:
+    table = torch.arange(40.0).view(10, 4)
+    workspace = GatherWorkspace()
+    first = gather_rows(table, torch.tensor([3, 1, 3]), workspace, 0)
+    torch.testing.assert_close(first, table[[3, 1, 3]])
+    address = workspace.buffers[0].data_ptr()
+    second = gather_rows(table, torch.tensor([9, 0]), workspace, 0)  # smaller: the same storage
+    torch.testing.assert_close(second, table[[9, 0]])
+    assert second.data_ptr() == address
+    values = gather_rows(table, torch.tensor([2]), workspace, 1)  # the other side keeps its own
+    assert values.data_ptr() != address and torch.equal(second, table[[9, 0]])
+    assert torch.equal(gather_rows(table, torch.tensor([4, 5]), None, 0), table[[4, 5]])

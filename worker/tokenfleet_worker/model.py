@@ -59,6 +59,9 @@ class AttentionMetadata:
     # Run the step on the Triton kernels of fused_kernels.py: a decode-only step in one group that
     # attends with the paged kernel (the decode-graph path on CUDA).
     fused: bool = False
+    # Where CPU steps gather keys and values (None: fresh tensors, as CUDA's caching allocator
+    # makes cheap; and a captured CUDA graph must not see a buffer that a later step replaces).
+    workspace: GatherWorkspace | None = None
 
 
 class Linear(nn.Module):
@@ -177,32 +180,33 @@ class Attention(nn.Module):
         groups = meta.decode_groups
         if not meta.prefills and len(groups) == 1 and groups[0].context_slots.shape[0] == num_tokens:
             # All decodes in one group (the decode-graph path): no copy into a shared output.
-            out = self.decode_attention(q, kv_cache, groups[0])
+            out = self.decode_attention(q, kv_cache, groups[0], meta.workspace)
             return self.o_proj(out.reshape(num_tokens, self.q_size))
         out = q.new_empty((num_tokens, self.num_heads, self.head_dim))
         for group in meta.decode_groups:
             rows = slice(group.query_start, group.query_start + group.context_slots.shape[0])
-            out[rows] = self.decode_attention(q[rows], kv_cache, group)
+            out[rows] = self.decode_attention(q[rows], kv_cache, group, meta.workspace)
         for chunk in meta.prefills:
             rows = slice(chunk.query_start, chunk.query_start + chunk.query_len)
-            out[rows] = self.prefill_attention(q[rows], k[rows], v[rows], k_slots, v_slots, chunk)
+            out[rows] = self.prefill_attention(
+                q[rows], k[rows], v[rows], (k_slots, v_slots), chunk, meta.workspace
+            )
         return self.o_proj(out.view(num_tokens, self.q_size))
 
-    def decode_attention(self, q: torch.Tensor, kv_cache: KVCache, group: DecodeGroup) -> torch.Tensor:
+    def decode_attention(
+        self, q: torch.Tensor, kv_cache: KVCache, group: DecodeGroup, workspace: GatherWorkspace | None
+    ) -> torch.Tensor:
         if group.block_tables is not None and group.context_lens is not None:
             return paged_decode_attention(q, *kv_cache, group.block_tables, group.context_lens)
         num_decodes, max_context = group.context_slots.shape
+        # Whole blocks (16 KiB rows) when the slots cover them, else single slots.
         if group.context_blocks is not None:
-            caches, index = kv_cache, group.context_blocks.view(-1)
+            index, row_count = group.context_blocks.view(-1), kv_cache[0].shape[0]
         else:
-            caches = (
-                kv_cache[0].view(-1, self.num_kv_heads, self.head_dim),
-                kv_cache[1].view(-1, self.num_kv_heads, self.head_dim),
-            )
-            index = group.context_slots.view(-1)
-        # [D, L, KV, hd] -> [D, KV, L, hd]
-        keys = caches[0].index_select(0, index).view(num_decodes, max_context, self.num_kv_heads, -1)
-        values = caches[1].index_select(0, index).view(num_decodes, max_context, self.num_kv_heads, -1)
+            index, row_count = group.context_slots.view(-1), kv_cache[0].shape[0] * kv_cache[0].shape[1]
+        shape = (num_decodes, max_context, self.num_kv_heads, self.head_dim)
+        keys = gather_rows(kv_cache[0].view(row_count, -1), index, workspace, 0).view(shape)
+        values = gather_rows(kv_cache[1].view(row_count, -1), index, workspace, 1).view(shape)
         # One query per sequence: the heads sharing a KV head become that KV head's "query rows",
         # so grouped-query attention needs no repeated keys.
         group_size = self.num_heads // self.num_kv_heads
@@ -217,15 +221,20 @@ class Attention(nn.Module):
         q: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
-        k_slots: torch.Tensor,
-        v_slots: torch.Tensor,
+        slots: KVCache,
         chunk: PrefillChunk,
+        workspace: GatherWorkspace | None,
     ) -> torch.Tensor:
         if chunk.context_slots is None:
             keys, values = k, v
         else:
-            keys = k_slots.index_select(0, chunk.context_slots)
-            values = v_slots.index_select(0, chunk.context_slots)
+            row = self.num_kv_heads * self.head_dim
+            keys = gather_rows(slots[0].view(-1, row), chunk.context_slots, workspace, 0).view(
+                -1, *k.shape[1:]
+            )
+            values = gather_rows(slots[1].view(-1, row), chunk.context_slots, workspace, 1).view(
+                -1, *v.shape[1:]
+            )
         attended = F.scaled_dot_product_attention(
             q.transpose(0, 1).unsqueeze(0),
             keys.transpose(0, 1).unsqueeze(0),
@@ -235,6 +244,39 @@ class Attention(nn.Module):
             enable_gqa=True,
         )
         return attended.squeeze(0).transpose(0, 1)
+
+
+class GatherWorkspace:
+    """Reused outputs for the per-layer key and value gathers of a CPU step.
+
+    A fresh gather output of 10+ MB is page-faulted in every call (the kernel zeroes each page): on
+    the 2-core VM that made a gather six times slower than the copy itself, and the gathers half a
+    batch-48 decode step. A gather's output lives only until the layer's attention has read it.
+    """
+
+    def __init__(self) -> None:
+        self.buffers = [torch.empty(0), torch.empty(0)]  # keys, values
+
+    def output(self, which: int, rows: int, row_size: int, like: torch.Tensor) -> torch.Tensor:
+        need = rows * row_size
+        buffer = self.buffers[which]
+        if buffer.numel() < need or buffer.dtype != like.dtype or buffer.device != like.device:
+            buffer = self.buffers[which] = torch.empty(need, dtype=like.dtype, device=like.device)
+        return buffer[:need].view(rows, row_size)
+
+
+def gather_rows(
+    table: torch.Tensor, index: torch.Tensor, workspace: GatherWorkspace | None, which: int
+) -> torch.Tensor:
+    """`table[index]` for a 2-D table, into the workspace's buffer `which` when there is one.
+
+    2-D because torch's CPU index_select copies whole rows of a 2-D tensor with memcpy but walks a
+    4-D one element by element (6x slower measured).
+    """
+    if workspace is None:
+        return table.index_select(0, index)
+    out = workspace.output(which, index.numel(), table.shape[1], table)
+    return torch.index_select(table, 0, index, out=out)
 
 
 class MLP(nn.Module):

@@ -17,7 +17,14 @@ from tokenfleet_worker.batch import SampledToken, ScheduledSeq, StepBatch
 from tokenfleet_worker.decode_graphs import DecodeGraphs
 from tokenfleet_worker.hf_config import ModelConfig
 from tokenfleet_worker.loader import load_model, parse_dtype
-from tokenfleet_worker.model import AttentionMetadata, DecodeGroup, KVCache, PrefillChunk, can_pack
+from tokenfleet_worker.model import (
+    AttentionMetadata,
+    DecodeGroup,
+    GatherWorkspace,
+    KVCache,
+    PrefillChunk,
+    can_pack,
+)
 from tokenfleet_worker.paged_attention import available
 from tokenfleet_worker.sampling import sample
 
@@ -211,6 +218,8 @@ class TorchRunner:
         # With decode graphs one spare block past the managed ones absorbs the padding rows' writes.
         self.kv_caches = self.allocate_kv_cache(self.num_blocks + (1 if decode_graphs else 0))
         self.decode_graphs: DecodeGraphs | None = None
+        # CUDA's caching allocator already reuses gather outputs; on CPU each would page-fault in.
+        self.gather_workspace = GatherWorkspace() if self.device.type == "cpu" else None
         if decode_graphs:
             self.decode_graphs = DecodeGraphs(
                 self.model,
@@ -266,6 +275,7 @@ class TorchRunner:
             graphs.discard_ahead()  # a step on the eager path: a guess made before it is stale
         inputs = build_step_inputs(batch, self.block_size, self.max_model_len)
         meta = move_metadata(inputs.meta, self.device)
+        meta.workspace = self.gather_workspace
         hidden = self.model(
             inputs.input_ids.to(self.device), inputs.positions.to(self.device), self.kv_caches, meta
         )

@@ -71,6 +71,8 @@ def check_silu_mul(device: str, dtype: torch.dtype, atol: float) -> None:
 
 def main(argv: list[str]) -> int:
     device = argv[0] if argv else "cpu"
+    # bfloat16 on CUDA only: Triton's interpreter casts float32 to bfloat16 by truncation (3.7),
+    # where the compiled kernels and torch round to nearest, so it cannot check the rounding.
     checks = [(torch.float32, 1e-5)] + ([(torch.bfloat16, 2e-2)] if device == "cuda" else [])
     for dtype, atol in checks:
         check_add_rms_norm(device, dtype, atol)

@@ -32,6 +32,9 @@ def test_layouts_the_kernels_cannot_read_are_refused() -> None:
         rope_and_cache(qkv, qkv, qkv, torch.zeros(2, dtype=torch.int64), cache.transpose(0, 1), cache, 3)
     with pytest.raises(ValueError, match="row-contiguous"):
         silu_mul(torch.zeros((8, 4)).t())
+    odd_qkv, odd_cache = torch.zeros((2, 7 * 12)), torch.zeros((4, 4, 2, 12))
+    with pytest.raises(ValueError, match="power-of-two head_dim"):
+        rope_and_cache(odd_qkv, odd_qkv, odd_qkv, torch.zeros(2, dtype=torch.int64), odd_cache, odd_cache, 3)
 
 
 def test_fused_kernels_need_the_paged_kernel(tmp_path: Path) -> None:

@@ -182,6 +182,8 @@ def rope_and_cache(
         raise ValueError("rope_and_cache needs a row-contiguous qkv and contiguous caches")
     if qkv.shape[1] != (num_heads + 2 * num_kv_heads) * head_dim:
         raise ValueError(f"qkv has {qkv.shape[1]} features, not (heads + 2 * kv_heads) * head_dim")
+    if head_dim & (head_dim - 1) or cos.stride() != signed_sin.stride() or cos.stride(-1) != 1:
+        raise ValueError("rope_and_cache needs a power-of-two head_dim and cos, sin of one contiguous layout")
     q = qkv.new_empty((qkv.shape[0], num_heads, head_dim))
     _kernels()["rope_and_cache"][(qkv.shape[0],)](
         qkv,

@@ -48,7 +48,7 @@ pytestmark = pytest.mark.unit
                 "backend": "sim",
                 "enable_prefix_caching": False,
                 "decode_graphs": True,
-                "paged_attention": False,
+                "paged_attention": None,  # decided at start-up: see test_decode_path_defaults
                 "fused_kernels": False,
                 "lookahead_decode": True,
             },
@@ -124,3 +124,18 @@ def test_engine_config_is_frozen_and_validated() -> None:
         config.max_num_seqs = 3  # type: ignore[misc]
     with pytest.raises(ValueError, match="max_batched_tokens"):
         EngineConfig(max_batched_tokens=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "triton", "expected"),
+    [
+        pytest.param({"device": "cuda"}, True, (True, True), id="cuda-defaults-to-graphs-and-kernel"),
+        pytest.param({"device": "cuda:1"}, False, (True, False), id="no-triton-no-kernel"),
+        pytest.param({"device": "cpu"}, True, (False, False), id="cpu-stays-eager"),
+        pytest.param({"device": "cuda", "decode_graphs": False}, True, (False, False), id="graphs-off"),
+        pytest.param({"device": "cuda", "paged_attention": False}, True, (True, False), id="kernel-off"),
+        pytest.param({"device": "cpu", "decode_graphs": True}, True, (True, False), id="cpu-asks-for-graphs"),
+    ],
+)
+def test_decode_path_defaults(args: dict[str, Any], triton: bool, expected: tuple[bool, bool]) -> None:
+    assert build_worker_config({"model": "/m/x", **args}, {}).decode_path(triton) == expected

@@ -67,13 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="fraction of GPU memory for weights and cache (default 0.9)",
     )
-    add("--decode-graphs", action="store_const", const=True, help="CUDA graphs for decode steps (torch)")
+    add(
+        "--decode-graphs",
+        action="store_const",
+        const=True,
+        help="CUDA graphs for decode steps (torch; default on with --device cuda)",
+    )
+    add("--no-decode-graphs", dest="decode_graphs", action="store_const", const=False)
     add(
         "--paged-attention",
         action="store_const",
         const=True,
-        help="with --decode-graphs: attend with the Triton paged-attention kernel (needs triton)",
+        help="with --decode-graphs: attend with the Triton paged-attention kernel (default on CUDA "
+        "where triton imports)",
     )
+    add("--no-paged-attention", dest="paged_attention", action="store_const", const=False)
     add(
         "--fused-kernels",
         action="store_const",
@@ -126,8 +134,10 @@ def make_runner(config: WorkerConfig, tokenizer: TokenizerBundle) -> tuple[Runne
             num_blocks=config.sim_num_blocks, block_size=config.block_size, vocab=vocab, profile=profile
         )
         return runner, _model_max_len(config.model)
+    from tokenfleet_worker.paged_attention import triton_importable
     from tokenfleet_worker.runner import TorchRunner  # imports torch: only for this backend
 
+    decode_graphs, paged_attention = config.decode_path(triton_importable())
     torch_runner = TorchRunner(
         config.model,
         device=config.device,
@@ -135,8 +145,8 @@ def make_runner(config: WorkerConfig, tokenizer: TokenizerBundle) -> tuple[Runne
         block_size=config.block_size,
         kv_cache_bytes=config.kv_cache_bytes,
         gpu_memory_utilization=config.gpu_memory_utilization,
-        decode_graphs=config.decode_graphs,
-        paged_attention=config.paged_attention,
+        decode_graphs=decode_graphs,
+        paged_attention=paged_attention,
         fused_kernels=config.fused_kernels,
         lookahead_decode=config.lookahead_decode,
     )

@@ -22,8 +22,12 @@ MIN_DOT = 16  # tl.dot needs every dimension to be at least 16
 TILE_TOKENS = 64  # context positions per inner step
 
 
+def triton_importable() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def available(device: torch.device) -> bool:
-    if importlib.util.find_spec("triton") is None:
+    if not triton_importable():
         return False
     import os
 

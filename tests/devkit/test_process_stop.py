@@ -30,10 +30,3 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period() -> No
     stop_gracefully(process, grace_s=0.5)
     assert process.returncode == -9
     assert time.monotonic() - started >= 0.5
-
-
-def test_an_exited_process_is_left_alone() -> None:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    stop_gracefully(process)
-    assert process.returncode == 0

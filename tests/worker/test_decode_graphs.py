@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from tokenfleet_worker.batch import SamplingParams, ScheduledSeq, StepBatch
 from tokenfleet_worker.config import EngineConfig
 from tokenfleet_worker.decode_graphs import geometric_buckets, smallest_fitting
 from tokenfleet_worker.engine import Engine
+from tokenfleet_worker.hf_config import load_model_config
+from tokenfleet_worker.loader import parse_dtype
 from tokenfleet_worker.make_model import make_model
 from tokenfleet_worker.runner import TorchRunner, build_step_inputs, kv_bytes_per_block, move_metadata
 from tokenfleet_worker.tokenizer import load_tokenizer_bundle
@@ -116,9 +119,9 @@ def test_cuda_graph_decode_bf16_matches_batched_eager(model_dir: Path) -> None:
     torch.testing.assert_close(got, want, atol=3e-2, rtol=0)
 
 
-def engine_outputs(runner: TorchRunner, model_dir: Path, max_tokens: dict[str, int]) -> dict[str, list[int]]:
+def engine_outputs(runner: TorchRunner, model_dir: Path, max_tokens: dict[str, int]) -> tuple[dict, int]:
     """Requests of different lengths through the real engine, half of them added mid-run, in a cache
-    tight enough to preempt."""
+    tight enough to preempt (16 blocks of 4 for up to 8 sequences): (tokens by request, preemptions)."""
     config = EngineConfig(max_num_seqs=8, max_batched_tokens=24, block_size=BLOCK_SIZE, max_model_len=96)
     engine = Engine(config, runner, load_tokenizer_bundle(model_dir))
     prompts = prompts_of({i: 3 + 4 * i for i in range(len(max_tokens))}, runner.vocab_size)
@@ -133,42 +136,41 @@ def engine_outputs(runner: TorchRunner, model_dir: Path, max_tokens: dict[str, i
         for out in engine.step():
             outputs[out.request_id].extend(out.token_ids)
         if not requests and not engine.has_unfinished():
-            return outputs
+            return outputs, engine.stats().num_preemptions
     raise AssertionError("the engine did not finish")
 
 
-def test_lookahead_decoding_gives_the_eager_tokens(model_dir: Path) -> None:
+def check_lookahead_gives_the_eager_tokens(model_dir: Path, **options: Any) -> None:
     """Guesses that hold (steady decoding) and guesses that fail (a request finishes or joins, a new
     block is needed, preemption) both leave the output as eager decoding makes it."""
     lengths = {"a": 9, "b": 23, "c": 4, "d": 17, "e": 30, "f": 12}
-    options = {"block_size": BLOCK_SIZE, "kv_cache_bytes": 24 * kv_bytes_per_block_of(model_dir)}
-    expected = engine_outputs(TorchRunner(model_dir, **options), model_dir, lengths)  # type: ignore[arg-type]
-    ahead = TorchRunner(model_dir, decode_graphs=True, lookahead_decode=True, **options)  # type: ignore[arg-type]
-    assert engine_outputs(ahead, model_dir, lengths) == expected
-    assert {rid: len(tokens) for rid, tokens in expected.items()} == lengths
+    dtype = parse_dtype(options.get("dtype", "float32"))
+    options |= {"block_size": BLOCK_SIZE}
+    options["kv_cache_bytes"] = 16 * kv_bytes_per_block(load_model_config(model_dir), BLOCK_SIZE, dtype)
+    eager = TorchRunner(model_dir, **{k: v for k, v in options.items() if k not in GRAPH_OPTIONS})
+    expected, preemptions = engine_outputs(eager, model_dir, lengths)
+    assert {rid: len(tokens) for rid, tokens in expected.items()} == lengths and preemptions > 0
+    ahead = TorchRunner(model_dir, decode_graphs=True, lookahead_decode=True, **options)
+    assert engine_outputs(ahead, model_dir, lengths)[0] == expected
     graphs = ahead.decode_graphs
     assert graphs is not None and graphs.lookahead_used > 10 and graphs.lookahead_wasted > 3
+
+
+GRAPH_OPTIONS = {"paged_attention", "fused_kernels"}
+
+
+def test_lookahead_decoding_gives_the_eager_tokens(model_dir: Path) -> None:
+    check_lookahead_gives_the_eager_tokens(model_dir)
 
 
 @pytest.mark.gpu
 def test_cuda_lookahead_with_fused_kernels_gives_the_eager_tokens(model_dir: Path) -> None:
     """float32, as above: padding must not flip near-ties. Graphs, kernels and lookahead together."""
-    lengths = {"a": 9, "b": 23, "c": 4, "d": 17, "e": 30, "f": 12}
-    options = {"device": "cuda", "dtype": "float32", "block_size": BLOCK_SIZE}
-    options["kv_cache_bytes"] = 24 * kv_bytes_per_block_of(model_dir)
-    expected = engine_outputs(TorchRunner(model_dir, **options), model_dir, lengths)  # type: ignore[arg-type]
-    kernels = {"paged_attention": True, "fused_kernels": True}
-    ahead = TorchRunner(model_dir, decode_graphs=True, lookahead_decode=True, **kernels, **options)  # type: ignore[arg-type]
-    assert engine_outputs(ahead, model_dir, lengths) == expected
-    graphs = ahead.decode_graphs
-    assert graphs is not None and graphs.lookahead_used > 10 and graphs.lookahead_wasted > 3
+    check_lookahead_gives_the_eager_tokens(
+        model_dir, device="cuda", dtype="float32", paged_attention=True, fused_kernels=True
+    )
 
 
 def test_lookahead_needs_decode_graphs(model_dir: Path) -> None:
     with pytest.raises(ValueError, match="lookahead_decode needs decode_graphs"):
         TorchRunner(model_dir, kv_cache_bytes=KV_BYTES, lookahead_decode=True)
-
-
-def kv_bytes_per_block_of(model_dir: Path) -> int:
-    runner = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=KV_BYTES)
-    return kv_bytes_per_block(runner.config, BLOCK_SIZE, runner.dtype)

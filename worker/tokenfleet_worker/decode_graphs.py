@@ -141,8 +141,12 @@ class DecodeGraphs:
             return None
         return batch_bucket, blocks_bucket
 
+    def kernel_flags(self) -> tuple[bool, bool]:
+        """(paged kernel, fused kernels) as steps now run: the fused kernels only with the paged one."""
+        return self.paged_kernel, self.paged_kernel and self.fused_kernels
+
     def entry(self, bucket: tuple[int, int]) -> tuple[tuple[int, int, bool, bool], GraphEntry]:
-        key = (*bucket, self.paged_kernel, self.paged_kernel and self.fused_kernels)
+        key = (*bucket, *self.kernel_flags())
         entry = self.entries.get(key)
         if entry is None:
             entry = self.entries[key] = self.new_entry(*key)

@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             args.lookahead == "on" or (args.lookahead == "auto" and device.type == "cuda")
         )
         paged = graphs and args.paged_attention != "off" and paged_attention_available(device)
+        fused = paged and args.fused_kernels != "off"
         runner = TorchRunner(
             model_dir,
             device=args.device,
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             kv_cache_bytes=kv_bytes,
             decode_graphs=graphs,
             paged_attention=paged,
-            fused_kernels=paged and args.fused_kernels != "off",
+            fused_kernels=fused,
             lookahead_decode=lookahead,
         )
         engine = make_engine(runner, model_dir, args.max_num_seqs, args.max_batched_tokens)
@@ -186,7 +187,6 @@ def main(argv: list[str] | None = None) -> int:
         batches = [int(b) for b in (args.decode_batches or default_batches).split(",")]
         context = 32 if args.smoke else 256
         steps = 30 if device.type == "cuda" else 10
-        fused = paged and args.fused_kernels != "off"
         modes = [
             "eager",
             *(["graphs"] if graphs else []),
@@ -202,10 +202,6 @@ def main(argv: list[str] | None = None) -> int:
             for m in modes
         ]
         max_model_len = runner.max_model_len
-        runner_paged_kernel = runner.decode_graphs is not None and runner.decode_graphs.paged_kernel
-        runner_fused = (
-            runner_paged_kernel and runner.decode_graphs is not None and runner.decode_graphs.fused_kernels
-        )
         del engine, runner  # free the KV cache before the baselines load their own copies
         for name, row in offline.items():
             if not args.skip_transformers:
@@ -243,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         "read_bandwidth_gb_s": measured["read_bytes_per_s"] / 1e9,
         "copy_bandwidth_gb_s": measured["copy_bytes_per_s"] / 1e9,
         "decode_graphs": graphs,
-        "paged_attention": runner_paged_kernel,
-        "fused_kernels": runner_fused,
+        "paged_attention": paged,
+        "fused_kernels": fused,
         "lookahead": lookahead,
         "roofline": roofline,
     }

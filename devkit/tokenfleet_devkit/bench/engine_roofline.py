@@ -7,8 +7,9 @@ step reaches says how much time goes to anything else (kernel launches, Python, 
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -73,23 +74,8 @@ def decode_roofline(
     fused Triton kernels as well; "lookahead", the runner's own kernels with each step launched
     before it is asked for.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    graphs = runner.decode_graphs
-    if mode != "eager" and graphs is None:
-        raise ValueError("the runner was built without decode graphs")
-    saved = (graphs.paged_kernel, graphs.fused_kernels, graphs.lookahead) if graphs else (False,) * 3
-    runner.decode_graphs = None if mode == "eager" else graphs
-    if graphs is not None:
-        if mode != "lookahead":
-            graphs.paged_kernel, graphs.fused_kernels = mode in ("paged", "fused"), mode == "fused"
-        graphs.lookahead = mode == "lookahead"
-    try:
+    with decode_mode(runner, mode):
         step_s = timed_decode_steps(runner, batch_size, context=context, steps=steps)
-    finally:
-        runner.decode_graphs = graphs
-        if graphs is not None:
-            graphs.paged_kernel, graphs.fused_kernels, graphs.lookahead = saved
     config = runner.config
     kv_bytes_per_token = 2 * config.num_layers * config.kv_size * runner.dtype.itemsize
     bytes_per_step = weight_bytes_per_step(runner) + batch_size * (context + steps // 2) * kv_bytes_per_token
@@ -104,6 +90,30 @@ def decode_roofline(
         "bound_step_s": bound_s,
         "fraction_of_bound": bound_s / step_s,
     }
+
+
+@contextlib.contextmanager
+def decode_mode(runner: TorchRunner, mode: str) -> Iterator[None]:
+    """Run the runner's decode steps in `mode` (see `decode_roofline`) inside the block; restore after."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    graphs = runner.decode_graphs
+    if mode != "eager" and graphs is None:
+        raise ValueError("the runner was built without decode graphs")
+    if graphs is None:
+        yield
+        return
+    saved = (graphs.paged_kernel, graphs.fused_kernels, graphs.lookahead)
+    if mode == "eager":
+        runner.decode_graphs = None
+    elif mode != "lookahead":
+        graphs.paged_kernel, graphs.fused_kernels = mode in ("paged", "fused"), mode == "fused"
+    graphs.lookahead = mode == "lookahead"
+    try:
+        yield
+    finally:
+        runner.decode_graphs = graphs
+        graphs.paged_kernel, graphs.fused_kernels, graphs.lookahead = saved
 
 
 def timed_decode_steps(runner: TorchRunner, batch_size: int, *, context: int, steps: int) -> float:

@@ -20,7 +20,7 @@ import torch
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
-from tokenfleet_devkit.bench.engine_roofline import decode_roofline, memory_bandwidth
+from tokenfleet_devkit.bench.engine_roofline import decode_mode, decode_roofline, memory_bandwidth
 from tokenfleet_worker.batch import SamplingParams, ScheduledSeq
 from tokenfleet_worker.decode_graphs import DecodeGraphs, GraphEntry
 from tokenfleet_worker.runner import TorchRunner
@@ -61,8 +61,7 @@ def kernel_table(work: Callable[[], object], steps: int = 3) -> dict[str, Any]:
 
 def bucket_entry(graphs: DecodeGraphs, batch: int) -> tuple[tuple[int, int, bool, bool], GraphEntry]:
     """The entry the roofline just used for `batch` in the current mode (its longest context)."""
-    mode = (graphs.paged_kernel, graphs.paged_kernel and graphs.fused_kernels)
-    keys = [key for key in graphs.entries if key[0] >= batch and key[2:] == mode]
+    keys = [key for key in graphs.entries if key[0] >= batch and key[2:] == graphs.kernel_flags()]
     key = min(keys, key=lambda k: (k[0], -k[1]))
     return key, graphs.entries[key]
 
@@ -74,8 +73,8 @@ def profile_mode(
     row = decode_roofline(runner, batch, context=context, bandwidth=bandwidth, steps=30, mode=mode)
     graphs = runner.decode_graphs
     assert graphs is not None
-    graphs.paged_kernel, graphs.fused_kernels = mode in ("paged", "fused"), mode == "fused"
-    key, entry = bucket_entry(graphs, batch)
+    with decode_mode(runner, mode):
+        key, entry = bucket_entry(graphs, batch)
     cuda = runner.device.type == "cuda"
     replay = entry.graph.replay if entry.graph is not None else lambda: graphs.forward(entry.packed, *key[2:])
     greedy = SamplingParams(temperature=0.0)

@@ -12,6 +12,9 @@ RUN python -m venv /opt/tokenfleet
 RUN if [ -n "$TORCH_INDEX" ]; then /opt/tokenfleet/bin/pip install --index-url "$TORCH_INDEX" torch==2.13.0; fi
 COPY . /src
 RUN /opt/tokenfleet/bin/pip install "/src[worker]"
+# The CPU decode kernels (cpu_kernels.py) are compiled here, so the runtime image needs no compiler.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+    && TOKENFLEET_KERNEL_CACHE=/opt/tokenfleet/kernels /opt/tokenfleet/bin/python -m tokenfleet_worker.cpu_kernels
 
 FROM python:3.11-slim-bookworm
 LABEL org.opencontainers.image.title="tokenfleet-worker" \
@@ -21,7 +24,7 @@ COPY --from=build /opt/tokenfleet /opt/tokenfleet
 # Model weights come from a mounted volume; caches go to an emptyDir so the root filesystem can
 # stay read-only.
 ENV PATH=/opt/tokenfleet/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    HF_HOME=/tmp/hf TRITON_CACHE_DIR=/tmp/triton \
+    HF_HOME=/tmp/hf TRITON_CACHE_DIR=/tmp/triton TOKENFLEET_KERNEL_CACHE=/opt/tokenfleet/kernels \
     NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 65532:65532
 EXPOSE 8000

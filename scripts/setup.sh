@@ -19,6 +19,12 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   (systemctl stop prometheus 2>/dev/null || service prometheus stop 2>/dev/null || pkill -x prometheus || true) >/dev/null 2>&1
 fi
 
+if ! command -v cc >/dev/null; then
+  step "installing a C compiler (Debian gcc) for the worker's CPU kernels"
+  export DEBIAN_FRONTEND=noninteractive
+  timed apt-gcc bash -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null'
+fi
+
 command -v go >/dev/null || { echo "error: Go is needed to build the control plane (go.dev toolchain on PATH)" >&2; exit 1; }
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "error: Python 3.11 is needed" >&2; exit 1; }
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenfleet_worker import cpu_kernels
 from tokenfleet_worker.fused_kernels import add_rms_norm, rope_and_cache, silu_mul
 from tokenfleet_worker.hf_config import ModelConfig
 from tokenfleet_worker.paged_attention import paged_decode_attention
@@ -62,6 +63,9 @@ class AttentionMetadata:
     # Where CPU steps gather keys and values (None: fresh tensors, as CUDA's caching allocator
     # makes cheap; and a captured CUDA graph must not see a buffer that a later step replaces).
     workspace: GatherWorkspace | None = None
+    # Run the layers' elementwise ops on the C kernels of cpu_kernels.py, and attend decode groups
+    # with its kernel reading the paged cache (the groups carry block_tables and context_lens).
+    use_cpu_kernels: bool = False
 
 
 class Linear(nn.Module):
@@ -80,17 +84,22 @@ class Linear(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype, device=device))
         self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype, device=device)) if bias else None
         self.packed: torch.Tensor | None = None  # the weight in oneDNN's layout, once `pack` ran
+        self.small_gemm = False  # few-row products on the CPU kernel (cpu_kernels.py), which reads `weight`
 
     def pack(self) -> None:
-        """Move the weight into oneDNN's blocked layout and drop the dense copy (CPU only).
+        """Add the weight in oneDNN's blocked layout (CPU only); drop the dense copy unless the
+        small-batch kernel reads it.
 
-        `weight` stays as a storage-less meta tensor of the same shape, so parameter counts and
-        byte accounting still hold.
+        A dropped `weight` stays as a storage-less meta tensor of the same shape, so parameter counts
+        and byte accounting still hold.
         """
         self.packed = pack_weight(self.weight)
-        self.weight = nn.Parameter(torch.empty_like(self.weight, device="meta"), requires_grad=False)
+        if not self.small_gemm:
+            self.weight = nn.Parameter(torch.empty_like(self.weight, device="meta"), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.small_gemm and cpu_kernels.takes_linear(x, self.weight):
+            return cpu_kernels.small_linear(x, self.weight, self.bias)
         if self.packed is not None:
             return packed_linear(x, self.packed, self.bias)
         return F.linear(x, self.weight, self.bias)
@@ -124,11 +133,12 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
     def add_norm(
-        self, x: torch.Tensor, residual: torch.Tensor | None, fused: bool
+        self, x: torch.Tensor, residual: torch.Tensor | None, meta: AttentionMetadata
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(norm(residual + x), residual + x); the residual stream starts as x when residual is None."""
-        if fused:
-            out = add_rms_norm(x, residual, self.weight, self.eps)  # adds into residual in place
+        if meta.fused or meta.use_cpu_kernels:
+            fused = cpu_kernels.add_rms_norm if meta.use_cpu_kernels else add_rms_norm
+            out = fused(x, residual, self.weight, self.eps)  # adds into residual in place
             return out, x if residual is None else residual
         residual = x if residual is None else residual + x
         return self(residual), residual
@@ -170,22 +180,26 @@ class Attention(nn.Module):
             return self.o_proj(out.view(num_tokens, self.q_size))
         # Queries and keys sit side by side in qkv: rotate them together, one set of ops per layer.
         qk = qkv[:, : self.q_size + self.kv_size].view(num_tokens, self.num_heads + self.num_kv_heads, -1)
-        qk = apply_rope(qk, cos, sin)
+        if meta.use_cpu_kernels:  # rotated in place, keys and values written to the cache, in one call
+            cpu_kernels.rope_and_cache(qkv, cos, sin, meta.slot_mapping, *kv_cache, self.num_heads)
+        else:
+            qk = apply_rope(qk, cos, sin)
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = qkv[:, self.q_size + self.kv_size :].view(num_tokens, self.num_kv_heads, self.head_dim)
         k_slots = kv_cache[0].view(-1, self.num_kv_heads, self.head_dim)
         v_slots = kv_cache[1].view(-1, self.num_kv_heads, self.head_dim)
-        k_slots.index_copy_(0, meta.slot_mapping, k)
-        v_slots.index_copy_(0, meta.slot_mapping, v)
+        if not meta.use_cpu_kernels:
+            k_slots.index_copy_(0, meta.slot_mapping, k)
+            v_slots.index_copy_(0, meta.slot_mapping, v)
         groups = meta.decode_groups
         if not meta.prefills and len(groups) == 1 and groups[0].context_slots.shape[0] == num_tokens:
             # All decodes in one group (the decode-graph path): no copy into a shared output.
-            out = self.decode_attention(q, kv_cache, groups[0], meta.workspace)
+            out = self.decode_attention(q, kv_cache, groups[0], meta)
             return self.o_proj(out.reshape(num_tokens, self.q_size))
         out = q.new_empty((num_tokens, self.num_heads, self.head_dim))
         for group in meta.decode_groups:
             rows = slice(group.query_start, group.query_start + group.context_slots.shape[0])
-            out[rows] = self.decode_attention(q[rows], kv_cache, group, meta.workspace)
+            out[rows] = self.decode_attention(q[rows], kv_cache, group, meta)
         for chunk in meta.prefills:
             rows = slice(chunk.query_start, chunk.query_start + chunk.query_len)
             out[rows] = self.prefill_attention(
@@ -194,10 +208,12 @@ class Attention(nn.Module):
         return self.o_proj(out.view(num_tokens, self.q_size))
 
     def decode_attention(
-        self, q: torch.Tensor, kv_cache: KVCache, group: DecodeGroup, workspace: GatherWorkspace | None
+        self, q: torch.Tensor, kv_cache: KVCache, group: DecodeGroup, meta: AttentionMetadata
     ) -> torch.Tensor:
         if group.block_tables is not None and group.context_lens is not None:
-            return paged_decode_attention(q, *kv_cache, group.block_tables, group.context_lens)
+            attend = cpu_kernels.paged_decode_attention if meta.use_cpu_kernels else paged_decode_attention
+            return attend(q, *kv_cache, group.block_tables, group.context_lens)
+        workspace = meta.workspace
         num_decodes, max_context = group.context_slots.shape
         # Whole blocks (16 KiB rows) when the slots cover them, else single slots.
         if group.context_blocks is not None:
@@ -290,9 +306,10 @@ class MLP(nn.Module):
             config.intermediate_size, config.hidden_size, bias=False, dtype=dtype, device=device
         )
 
-    def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
-        if fused:
-            return self.down_proj(silu_mul(self.gate_up_proj(x)))
+    def forward(self, x: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        if meta.fused or meta.use_cpu_kernels:
+            activation = cpu_kernels.silu_mul if meta.use_cpu_kernels else silu_mul
+            return self.down_proj(activation(self.gate_up_proj(x)))
         gate, up = self.gate_up_proj(x).split(self.intermediate_size, dim=-1)
         return self.down_proj(F.silu(gate) * up)
 
@@ -318,10 +335,10 @@ class DecoderLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(the MLP's output, the residual stream before it is added): the add is left to the next
         norm, so it can run in the same kernel."""
-        normed, residual = self.input_layernorm.add_norm(hidden, residual, meta.fused)
+        normed, residual = self.input_layernorm.add_norm(hidden, residual, meta)
         attended = self.self_attn(normed, cos, sin, kv_cache, meta)
-        normed, residual = self.post_attention_layernorm.add_norm(attended, residual, meta.fused)
-        return self.mlp(normed, meta.fused), residual
+        normed, residual = self.post_attention_layernorm.add_norm(attended, residual, meta)
+        return self.mlp(normed, meta), residual
 
 
 class DecoderModel(nn.Module):
@@ -348,6 +365,7 @@ class DecoderModel(nn.Module):
                 config.hidden_size, config.vocab_size, bias=False, dtype=dtype, device=device
             )
         self.packed_head: torch.Tensor | None = None  # tied head in oneDNN's layout, once packed
+        self.small_gemm = False
         self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", rope_inverse_frequencies(config).to(device), persistent=False)
 
@@ -373,7 +391,15 @@ class DecoderModel(nn.Module):
         residual: torch.Tensor | None = None
         for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
             hidden, residual = layer(hidden, residual, cos, sin, kv_cache, meta)
-        return self.norm.add_norm(hidden, residual, meta.fused)[0]
+        return self.norm.add_norm(hidden, residual, meta)[0]
+
+    def use_small_gemm(self) -> None:
+        """Run products of up to `cpu_kernels.MAX_ROWS` rows on the CPU small-batch kernel (before
+        `pack_linears`, which then keeps the dense weights it reads: float32 weights twice in RAM)."""
+        self.small_gemm = True
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.small_gemm = True
 
     def pack_linears(self) -> None:
         """Run every matrix product on oneDNN-packed weights (see `pack_weight`); CPU float32 only.
@@ -390,6 +416,8 @@ class DecoderModel(nn.Module):
         """float32 logits [n, vocab_size] for the given hidden states."""
         if self.lm_head is not None:
             return self.lm_head(hidden).float()
+        if self.small_gemm and cpu_kernels.takes_linear(hidden, self.embed_tokens.weight):
+            return cpu_kernels.small_linear(hidden, self.embed_tokens.weight, None)
         if self.packed_head is not None:
             return packed_linear(hidden, self.packed_head, None).float()
         return F.linear(hidden, self.embed_tokens.weight).float()

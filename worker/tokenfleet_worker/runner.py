@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from tokenfleet_worker.batch import SampledToken, ScheduledSeq, StepBatch
+from tokenfleet_worker.cpu_kernels import library as cpu_kernel_library
 from tokenfleet_worker.decode_graphs import DecodeGraphs
 from tokenfleet_worker.hf_config import ModelConfig
 from tokenfleet_worker.loader import load_model, parse_dtype
@@ -74,9 +75,9 @@ def token_slots(seq: ScheduledSeq, positions: torch.Tensor, block_size: int) -> 
 
 def decode_context(
     decodes: list[ScheduledSeq], block_size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Context blocks [D, B], their slots [D, B * block_size] and the mask [D, 1, 1, B * block_size]
-    of single-token decodes, padded to the longest context's block count B."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Context blocks [D, B], their slots [D, B * block_size], the mask [D, 1, 1, B * block_size] and
+    the context lengths [D] of single-token decodes, padded to the longest context's block count B."""
     context_lens = torch.tensor([s.start_pos + 1 for s in decodes])
     max_blocks = (int(context_lens.max()) + block_size - 1) // block_size
     tables = torch.zeros((len(decodes), max_blocks), dtype=torch.int64)
@@ -87,7 +88,7 @@ def decode_context(
     positions = torch.arange(max_blocks * block_size)
     slots = tables[:, positions // block_size] * block_size + positions % block_size
     mask = positions[None, :] < context_lens[:, None]
-    return tables, slots, mask[:, None, None, :]
+    return tables, slots, mask[:, None, None, :], context_lens
 
 
 def group_by_context(decodes: list[ScheduledSeq]) -> list[list[ScheduledSeq]]:
@@ -105,8 +106,11 @@ def group_by_context(decodes: list[ScheduledSeq]) -> list[list[ScheduledSeq]]:
     return groups
 
 
-def build_step_inputs(batch: StepBatch, block_size: int, max_model_len: int) -> StepInputs:
-    """CPU tensors for one step; decodes are laid out first so they attend in one call."""
+def build_step_inputs(
+    batch: StepBatch, block_size: int, max_model_len: int, *, paged: bool = False
+) -> StepInputs:
+    """CPU tensors for one step; decodes are laid out first so they attend in one call. With `paged`
+    the decode groups carry their block tables and context lengths (for a paged-attention kernel)."""
     empty = [s.seq_id for s in batch.seqs if not s.token_ids]
     if empty:
         raise ValueError(f"sequences {empty} have an empty chunk")
@@ -133,8 +137,10 @@ def build_step_inputs(batch: StepBatch, block_size: int, max_model_len: int) -> 
         last_row[seq.seq_id] = len(ids) - 1
     groups: list[DecodeGroup] = []
     for group in decode_groups:
-        blocks, slots, mask = decode_context(group, block_size)
+        blocks, slots, mask, lens = decode_context(group, block_size)
         groups.append(DecodeGroup(last_row[group[0].seq_id], slots, mask, context_blocks=blocks))
+        if paged:
+            groups[-1].block_tables, groups[-1].context_lens = blocks, lens
     sample_seqs = [s for s in batch.seqs if s.needs_sample]
     meta = AttentionMetadata(slot_mapping=torch.cat(slot_parts), decode_groups=groups, prefills=chunks)
     return StepInputs(
@@ -174,6 +180,7 @@ class TorchRunner:
         fused_kernels: bool = False,
         lookahead_decode: bool = False,
         pack_weights: bool | None = None,
+        cpu_kernels: bool | None = None,
     ) -> None:
         """`decode_graphs` runs decode-only steps through bucketed static buffers (CUDA graphs on CUDA);
         `paged_attention` makes those steps attend with the Triton kernel that reads the paged cache;
@@ -181,7 +188,9 @@ class TorchRunner:
         the fused Triton kernels; `lookahead_decode` launches each greedy decode step's successor before
         it is asked for (decode_graphs.py);
         `pack_weights` (default: wherever it applies, CPU float32) runs matrix products on
-        oneDNN-packed weights."""
+        oneDNN-packed weights; `cpu_kernels` (default: wherever they compile, CPU float32 eager) runs
+        few-row products, decode attention and each layer's elementwise ops on the C kernels of
+        cpu_kernels.py."""
         if block_size < 1:
             raise ValueError(f"block_size must be positive, got {block_size}")
         self.device = torch.device(device)
@@ -200,6 +209,16 @@ class TorchRunner:
             raise ValueError("lookahead_decode needs decode_graphs")
         self.model = load_model(Path(model_dir), self.device, self.dtype)
         self.packed_weights = can_pack(self.device, self.dtype) if pack_weights is None else pack_weights
+        kernels_apply = self.device.type == "cpu" and self.dtype == torch.float32 and not decode_graphs
+        self.cpu_kernels = kernels_apply and cpu_kernel_library() is not None
+        if cpu_kernels is not None:
+            if cpu_kernels and not self.cpu_kernels:
+                raise ValueError(
+                    "cpu_kernels needs a CPU float32 model without decode graphs, AVX2 and a C compiler"
+                )
+            self.cpu_kernels = cpu_kernels
+        if self.cpu_kernels:
+            self.model.use_small_gemm()
         if self.packed_weights:
             if not can_pack(self.device, self.dtype):
                 raise ValueError("pack_weights needs a CPU float32 model and a torch built with oneDNN")
@@ -273,9 +292,10 @@ class TorchRunner:
             if bucket is not None:
                 return sample(graphs.logits(batch.seqs, bucket), batch.seqs)
             graphs.discard_ahead()  # a step on the eager path: a guess made before it is stale
-        inputs = build_step_inputs(batch, self.block_size, self.max_model_len)
+        inputs = build_step_inputs(batch, self.block_size, self.max_model_len, paged=self.cpu_kernels)
         meta = move_metadata(inputs.meta, self.device)
         meta.workspace = self.gather_workspace
+        meta.use_cpu_kernels = self.cpu_kernels
         hidden = self.model(
             inputs.input_ids.to(self.device), inputs.positions.to(self.device), self.kv_caches, meta
         )

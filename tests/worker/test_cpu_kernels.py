@@ -1,0 +1,161 @@
+"""The CPU C kernels against torch's ops, and the runner that uses them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.worker.paged_attention_interpret import random_case, reference
+from tests.worker.test_runner import BLOCK_SIZE, generate, prompts_of
+from tokenfleet_worker import cpu_kernels
+from tokenfleet_worker.runner import TorchRunner
+
+pytestmark = pytest.mark.skipif(cpu_kernels.library() is None, reason="no AVX2 or no C compiler here")
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 7, 16, 31, 32])
+@pytest.mark.parametrize(("out_features", "in_features"), [(4, 8), (256, 768), (2052, 520)])
+def test_small_linear_matches_torch(rows: int, out_features: int, in_features: int) -> None:
+    generator = torch.Generator().manual_seed(rows * 7 + out_features)
+    x = torch.randn(rows, in_features, generator=generator)
+    weight = torch.randn(out_features, in_features, generator=generator)
+    bias = torch.randn(out_features, generator=generator)
+    assert cpu_kernels.takes_linear(x, weight)
+    torch.testing.assert_close(cpu_kernels.small_linear(x, weight, None), x @ weight.T, rtol=1e-5, atol=1e-4)
+    with_bias = cpu_kernels.small_linear(x, weight, bias)
+    torch.testing.assert_close(with_bias, F.linear(x, weight, bias), rtol=1e-5, atol=1e-4)
+
+
+def test_leading_dimensions_and_strided_input_are_kept() -> None:
+    x = torch.randn(2, 3, 32)[:, :, :16]  # not contiguous
+    weight = torch.randn(8, 16)
+    out = cpu_kernels.small_linear(x, weight, None)
+    assert out.shape == (2, 3, 8)
+    torch.testing.assert_close(out, x @ weight.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("x", "weight"),
+    [
+        (torch.randn(cpu_kernels.MAX_ROWS + 1, 16), torch.randn(8, 16)),  # prefill-sized: oneDNN's
+        (torch.randn(2, 12), torch.randn(8, 12)),  # in_features not a multiple of 8
+        (torch.randn(2, 16), torch.randn(6, 16)),  # out_features not a multiple of 4
+        (torch.randn(2, 16, dtype=torch.float64), torch.randn(8, 16, dtype=torch.float64)),
+        (torch.randn(2, 16), torch.randn(16, 8).T),  # a transposed view of the weight
+        (torch.randn(0, 16), torch.randn(8, 16)),
+    ],
+    ids=["many-rows", "k-tail", "n-tail", "float64", "weight-view", "no-rows"],
+)
+def test_shapes_the_kernel_does_not_tile_stay_on_torch(x: torch.Tensor, weight: torch.Tensor) -> None:
+    assert not cpu_kernels.takes_linear(x, weight)
+
+
+def test_the_kernel_is_built_once_per_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENFLEET_KERNEL_CACHE", str(tmp_path))
+    compiler = "cc"
+    first = cpu_kernels.build(compiler)
+    stamp = first.stat().st_mtime_ns
+    assert cpu_kernels.build(compiler) == first and first.stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no scratch left behind
+
+
+def test_the_kernel_shares_torchs_openmp_runtime() -> None:
+    # Two OpenMP runtimes would keep two thread pools spinning against each other on our two cores.
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    runtimes = {line.split()[-1] for line in maps if "libgomp" in line}
+    assert len(runtimes) == 1, runtimes
+
+
+def test_paged_decode_attention_matches_gathered_sdpa() -> None:
+    q, k_cache, v_cache, tables, lens = random_case("cpu", torch.float32)
+    got = cpu_kernels.paged_decode_attention(q, k_cache, v_cache, tables, lens)
+    torch.testing.assert_close(got, reference(q, k_cache, v_cache, tables, lens), atol=1e-5, rtol=1e-5)
+
+
+def test_paged_decode_attention_reads_queries_in_place() -> None:
+    # The model hands it queries sliced out of the fused q/k/v rows: a row stride past the heads.
+    q, k_cache, v_cache, tables, lens = random_case("cpu", torch.float32)
+    rows = torch.randn(q.shape[0], q.shape[1] + 3, q.shape[2])
+    rows[:, : q.shape[1]] = q
+    got = cpu_kernels.paged_decode_attention(rows[:, : q.shape[1]], k_cache, v_cache, tables, lens)
+    torch.testing.assert_close(got, reference(q, k_cache, v_cache, tables, lens), atol=1e-5, rtol=1e-5)
+
+
+def test_paged_decode_attention_refuses_what_it_cannot_read() -> None:
+    q, k_cache, v_cache, tables, lens = random_case("cpu", torch.float32)
+    with pytest.raises(ValueError, match="context_lens"):
+        cpu_kernels.paged_decode_attention(q, k_cache, v_cache, tables, lens * 100)
+    with pytest.raises(ValueError, match="float32"):
+        cpu_kernels.paged_decode_attention(q.double(), k_cache, v_cache, tables, lens)
+    with pytest.raises(ValueError, match="contiguous"):
+        cpu_kernels.paged_decode_attention(q, k_cache.transpose(0, 1), v_cache, tables, lens)
+
+
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_add_rms_norm_matches_torch_and_updates_the_residual(with_residual: bool) -> None:
+    x, residual, weight = torch.randn(5, 96), torch.randn(5, 96), torch.rand(96) + 0.5
+    stream = x + residual if with_residual else x
+    expected = F.rms_norm(stream, (96,), weight, 1e-5)
+    kept = residual.clone()
+    got = cpu_kernels.add_rms_norm(x, kept if with_residual else None, weight, 1e-5)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    if with_residual:
+        torch.testing.assert_close(kept, stream, rtol=0, atol=0)
+
+
+def test_silu_mul_matches_torch() -> None:
+    gate_up = torch.randn(3, 2 * 200) * 4
+    gate, up = gate_up.split(200, dim=-1)
+    torch.testing.assert_close(cpu_kernels.silu_mul(gate_up), F.silu(gate) * up, rtol=1e-5, atol=1e-5)
+
+
+def test_rope_and_cache_matches_apply_rope_and_the_cache_writes() -> None:
+    from tokenfleet_worker.rope import apply_rope
+
+    tokens, heads, kv_heads, head_dim, block_size = 6, 4, 2, 16, 4
+    qkv = torch.randn(tokens, (heads + 2 * kv_heads) * head_dim)
+    angles = torch.rand(tokens, 1, head_dim) * 6
+    cos, sin = angles.cos(), angles.sin() * torch.where(torch.arange(head_dim) < head_dim // 2, -1.0, 1.0)
+    slots = torch.tensor([9, 0, 17, 3, 30, 4])
+    cache_shape = (8, block_size, kv_heads, head_dim)
+    k_cache, v_cache = torch.zeros(cache_shape), torch.zeros(cache_shape)
+    qk = qkv[:, : (heads + kv_heads) * head_dim].view(tokens, heads + kv_heads, head_dim)
+    rotated = apply_rope(qk, cos, sin)
+    values = qkv[:, (heads + kv_heads) * head_dim :].reshape(tokens, kv_heads, head_dim).clone()
+    cpu_kernels.rope_and_cache(qkv, cos, sin, slots, k_cache, v_cache, heads)
+    torch.testing.assert_close(qk, rotated, rtol=1e-5, atol=1e-5)  # in place
+    keys_in_cache = k_cache.view(-1, kv_heads, head_dim)[slots]
+    torch.testing.assert_close(keys_in_cache, rotated[:, heads:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(v_cache.view(-1, kv_heads, head_dim)[slots], values, rtol=0, atol=0)
+    untouched = torch.ones(8 * block_size, dtype=torch.bool)
+    untouched[slots] = False
+    assert not k_cache.view(-1, kv_heads * head_dim)[untouched].any()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tokenfleet_worker.make_model import make_model
+
+    return make_model(tmp_path_factory.mktemp("cpu-kernels") / "m", preset="tiny", seed=5)
+
+
+def test_runner_with_and_without_the_kernels_decodes_the_same(model_dir: Path) -> None:
+    options = {"block_size": BLOCK_SIZE, "kv_cache_bytes": 4 * 1024**2}
+    with_kernels = TorchRunner(model_dir, **options)  # type: ignore[arg-type]
+    assert with_kernels.cpu_kernels  # the CPU float32 default where they compile
+    torch_ops = TorchRunner(model_dir, cpu_kernels=False, **options)  # type: ignore[arg-type]
+    # Contexts across block edges and in several decode groups; chunked prefills beside decodes.
+    prompts = prompts_of({0: 3, 1: 17, 2: 9, 3: 40, 4: 1}, with_kernels.vocab_size)
+    expected = generate(torch_ops, prompts, 10, together=True)
+    assert generate(with_kernels, prompts, 10, together=True) == expected
+    assert generate(with_kernels, prompts, 10, together=False) == expected
+    assert generate(with_kernels, prompts, 10, together=True, prefill_chunk=7) == expected
+    assert len({tuple(tokens) for tokens in expected.values()}) > 1
+
+
+def test_kernels_where_they_do_not_apply_are_an_error(model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="cpu_kernels needs a CPU float32 model"):
+        TorchRunner(model_dir, dtype="bfloat16", kv_cache_bytes=4 * 1024**2, cpu_kernels=True)

@@ -172,6 +172,8 @@ def paged_decode_attention(
     block_size, num_kv_heads = k_cache.shape[1:3]
     if q.dtype != torch.float32 or q.stride(2) != 1 or q.stride(1) != head_dim:
         raise ValueError("q must be float32 with contiguous heads")
+    if head_dim % 8:
+        raise ValueError(f"head_dim must be a multiple of 8, got {head_dim}")
     if not (k_cache.is_contiguous() and v_cache.is_contiguous() and k_cache.shape == v_cache.shape):
         raise ValueError("the key and value caches must be contiguous and of one shape")
     tables = block_tables.to(torch.int64).contiguous()

@@ -209,12 +209,18 @@ class TorchRunner:
             raise ValueError("lookahead_decode needs decode_graphs")
         self.model = load_model(Path(model_dir), self.device, self.dtype)
         self.packed_weights = can_pack(self.device, self.dtype) if pack_weights is None else pack_weights
-        kernels_apply = self.device.type == "cpu" and self.dtype == torch.float32 and not decode_graphs
+        kernels_apply = (
+            self.device.type == "cpu"
+            and self.dtype == torch.float32
+            and not decode_graphs
+            and self.model.config.head_dim % 8 == 0
+        )
         self.cpu_kernels = kernels_apply and cpu_kernel_library() is not None
         if cpu_kernels is not None:
             if cpu_kernels and not self.cpu_kernels:
                 raise ValueError(
-                    "cpu_kernels needs a CPU float32 model without decode graphs, AVX2 and a C compiler"
+                    "cpu_kernels needs a CPU float32 model (head_dim a multiple of 8) without decode "
+                    "graphs, AVX2 and a C compiler"
                 )
             self.cpu_kernels = cpu_kernels
         if self.cpu_kernels:

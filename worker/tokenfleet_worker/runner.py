@@ -257,12 +257,14 @@ class TorchRunner:
                 lookahead=lookahead_decode,
             )
         log.info(
-            "event=kv_cache_allocated blocks=%d block_size=%d bytes=%d device=%s packed_weights=%s",
+            "event=kv_cache_allocated blocks=%d block_size=%d bytes=%d device=%s packed_weights=%s"
+            " cpu_kernels=%s",
             self.num_blocks,
             block_size,
             self.num_blocks * block_bytes,
             self.device,
             self.packed_weights,
+            self.cpu_kernels,
         )
 
     def allocate_kv_cache(self, num_blocks: int) -> list[KVCache]:

@@ -42,6 +42,7 @@ pytestmark = pytest.mark.unit
                 "TOKENFLEET_WORKER_ENABLE_PREFIX_CACHING": "false",
                 "TOKENFLEET_WORKER_DECODE_GRAPHS": "on",
                 "TOKENFLEET_WORKER_LOOKAHEAD_DECODE": "true",
+                "TOKENFLEET_WORKER_CPU_KERNELS": "off",
             },
             {
                 "kv_cache_bytes": 512 * 2**20,
@@ -51,6 +52,7 @@ pytestmark = pytest.mark.unit
                 "paged_attention": None,  # decided at start-up: see test_decode_path_defaults
                 "fused_kernels": False,
                 "lookahead_decode": True,
+                "cpu_kernels": False,
             },
             id="parsed-values",
         ),

@@ -161,3 +161,17 @@ def test_runner_with_and_without_the_kernels_decodes_the_same(model_dir: Path) -
 def test_kernels_where_they_do_not_apply_are_an_error(model_dir: Path) -> None:
     with pytest.raises(ValueError, match="cpu_kernels needs a CPU float32 model"):
         TorchRunner(model_dir, dtype="bfloat16", kv_cache_bytes=4 * 1024**2, cpu_kernels=True)
+
+
+@pytest.mark.parametrize(("cli", "expected"), [([], True), (["--no-cpu-kernels"], False)])
+def test_the_worker_uses_the_kernels_unless_told_not_to(
+    model_dir: Path, cli: list[str], expected: bool
+) -> None:
+    from tokenfleet_worker.__main__ import build_parser, make_runner
+    from tokenfleet_worker.config import build_worker_config
+    from tokenfleet_worker.tokenizer import load_tokenizer_bundle
+
+    args = vars(build_parser().parse_args(["--model", str(model_dir), "--kv-cache-bytes", "4MiB", *cli]))
+    config = build_worker_config(args, {})
+    runner, _ = make_runner(config, load_tokenizer_bundle(model_dir))
+    assert isinstance(runner, TorchRunner) and runner.cpu_kernels is expected

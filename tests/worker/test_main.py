@@ -48,6 +48,8 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         "--sim-num-blocks",
         "--device",
         "--dtype",
+        "--cpu-kernels",
+        "--no-cpu-kernels",
     ):
         assert option in text
 

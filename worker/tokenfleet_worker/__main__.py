@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --decode-graphs: launch each greedy decode step before the engine asks for it, "
         "so the GPU works while the host schedules (a wrong guess costs one step of GPU time)",
     )
+    add(
+        "--cpu-kernels",
+        action="store_const",
+        const=True,
+        help="on CPU (float32): run decode's products, attention and elementwise ops on the C kernels "
+        "(default on wherever they compile; an error where they cannot run)",
+    )
+    add("--no-cpu-kernels", dest="cpu_kernels", action="store_const", const=False)
     add("--max-waiting", type=int, help="queued requests before new ones get 429 (default 256)")
     add("--no-prefix-caching", dest="enable_prefix_caching", action="store_const", const=False)
     add("--drain-timeout", dest="drain_timeout_s", type=float, help="seconds to finish requests on SIGTERM")
@@ -149,6 +157,7 @@ def make_runner(config: WorkerConfig, tokenizer: TokenizerBundle) -> tuple[Runne
         paged_attention=paged_attention,
         fused_kernels=config.fused_kernels,
         lookahead_decode=config.lookahead_decode,
+        cpu_kernels=config.cpu_kernels,
     )
     return torch_runner, int(torch_runner.max_model_len)
 

@@ -54,6 +54,7 @@ class WorkerConfig:
     paged_attention: bool | None = None  # with decode_graphs: the Triton kernel; None: where Triton runs
     fused_kernels: bool = False  # with paged_attention: fused Triton norm/rope/cache/activation
     lookahead_decode: bool = False  # with decode_graphs: launch greedy decode steps ahead
+    cpu_kernels: bool | None = None  # torch on CPU: the C decode kernels; None: wherever they build
     drain_timeout_s: float = 30.0
     sim_profile: Path | None = None
     sim_num_blocks: int = 2048
@@ -108,6 +109,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "paged_attention": _parse_bool,
     "fused_kernels": _parse_bool,
     "lookahead_decode": _parse_bool,
+    "cpu_kernels": _parse_bool,
     "drain_timeout_s": float,
     "sim_profile": Path,
     "sim_num_blocks": int,

@@ -9,7 +9,7 @@ import torch
 
 from tokenfleet_worker.batch import SamplingParams, ScheduledSeq, StepBatch
 from tokenfleet_worker.make_model import make_model
-from tokenfleet_worker.runner import TorchRunner, group_by_context, kv_bytes_per_block
+from tokenfleet_worker.runner import TorchRunner, build_step_inputs, group_by_context, kv_bytes_per_block
 
 BLOCK_SIZE = 4
 BLOCKS_PER_SEQ = 16
@@ -206,3 +206,19 @@ def test_prefix_blocks_shared_with_another_sequence_give_the_same_tokens(runner:
         tokens.append(token.token_id)
         generated.append(token.token_id)
     assert generated == fresh
+
+
+@pytest.mark.unit
+def test_paged_steps_attend_all_decodes_as_one_group() -> None:
+    # Grouping by length only saves padding, which a paged kernel never reads.
+    contexts = [300, 5, 129, 600]
+    seqs = tuple(
+        ScheduledSeq(i, (1,), n - 1, tuple(range(i * 160, i * 160 + 160)), True)
+        for i, n in enumerate(contexts)
+    )
+    paged = build_step_inputs(StepBatch(seqs), BLOCK_SIZE, 4096, paged=True).meta.decode_groups
+    assert len(paged) == 1 and paged[0].context_lens is not None and paged[0].block_tables is not None
+    assert sorted(paged[0].context_lens.tolist()) == sorted(contexts)
+    gathered = build_step_inputs(StepBatch(seqs), BLOCK_SIZE, 4096).meta.decode_groups
+    assert len(gathered) == len(group_by_context(list(seqs))) > 1
+    assert all(g.context_lens is None for g in gathered)

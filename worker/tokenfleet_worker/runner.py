@@ -114,7 +114,9 @@ def build_step_inputs(
     empty = [s.seq_id for s in batch.seqs if not s.token_ids]
     if empty:
         raise ValueError(f"sequences {empty} have an empty chunk")
-    decode_groups = group_by_context([s for s in batch.seqs if len(s.token_ids) == 1])
+    decodes = [s for s in batch.seqs if len(s.token_ids) == 1]
+    # Grouping by context length only saves padding; a paged kernel reads no padding: one group.
+    decode_groups = [decodes] if paged and decodes else group_by_context(decodes)
     decodes = [s for group in decode_groups for s in group]
     prefills = [s for s in batch.seqs if len(s.token_ids) > 1]
     ids: list[int] = []

@@ -2,7 +2,7 @@
  *
  * Reads keys and values where the cache keeps them (block table -> block -> slot) instead of
  * gathering each context into a padded copy first: the gathers and the padded SDPA call were a
- * quarter of a CPU decode step. One task per (sequence, KV head): its query heads share the keys. */
+ * quarter of a CPU decode step. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -102,7 +102,8 @@ static void softmax(float *scores, int64_t n) {
 
 /* q: [B, H, D] with row stride q_stride (head stride D); caches: [blocks, block_size, Hkv, D]
  * contiguous; tables: [B, table_stride] int64; lens: [B] int64 >= 1; out: [B, H, D] contiguous;
- * D % 8 == 0. Returns 0, or -1 when a task could not get its buffers.
+ * D % 8 == 0. Returns 0; -1 when a task could not get its buffers; -2, before reading anything, when
+ * a context length is outside [1, table_stride * block_size] (the kernel would read past its table).
  *
  * One task per sequence, reading each cache slot's heads together: a slot's Hkv * D floats are
  * contiguous, and a task per (sequence, KV head) reading a strided quarter of each slot stalled on
@@ -114,6 +115,8 @@ int paged_decode_attention(const float *q, int64_t q_stride, const float *k_cach
                            int threads) {
     const int64_t G = H / Hkv;
     const int64_t row = Hkv * D; /* floats in one cache slot */
+    for (int64_t b = 0; b < B; b++)
+        if (lens[b] < 1 || lens[b] > table_stride * block_size) return -2;
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < B; b++) {

@@ -20,8 +20,8 @@ from tokenfleet_router.load_view import LoadView
 from tokenfleet_router.logs import log_event
 from tokenfleet_router.metrics import RouterMetrics
 from tokenfleet_router.proxy import BufferedReply, OpenStream, Proxy, UpstreamFailed
-from tokenfleet_router.strategies import Strategy
-from tokenfleet_router.types import RequestInfo, WorkerLoad
+from tokenfleet_router.strategies import Route, Strategy
+from tokenfleet_router.types import RequestInfo
 
 MAX_ATTEMPTS = 2  # the first try and one retry on another worker
 logger = logging.getLogger("tokenfleet.router.dispatch")
@@ -44,11 +44,11 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
 
-    def try_pick(self, info: RequestInfo, excluded: set[str]) -> WorkerLoad | None:
+    def try_pick(self, info: RequestInfo, excluded: set[str]) -> Route | None:
         candidates = [w for w in self.view.snapshot(self.clock()) if w.name not in excluded]
-        return self.strategy.choose(info, candidates)
+        return self.strategy.route(info, candidates)
 
-    async def _acquire(self, info: RequestInfo, excluded: set[str]) -> WorkerLoad:
+    async def _acquire(self, info: RequestInfo, excluded: set[str]) -> Route:
         if excluded:  # a retry never waits: the client has waited once already
             picked = self.try_pick(info, excluded)
             if picked is not None:
@@ -75,9 +75,10 @@ class Dispatcher:
             self.metrics.held.set(self.admission.num_held)  # also refreshed at every scrape
 
     def _finish(
-        self, worker: str, info: RequestInfo, status: int, started: float, is_prefilled: bool = False
+        self, route: Route, info: RequestInfo, status: int, started: float, is_prefilled: bool = False
     ) -> None:
-        self.view.end(worker, info.num_tokens, 0 if is_prefilled else info.num_prompt_tokens)
+        worker = route.worker.name
+        self.view.end(worker, info.num_tokens, 0 if is_prefilled else route.prefill_tokens)
         self.admission.notify()
         self.metrics.requests.labels(status=str(status), worker=worker).inc()
         self.metrics.latency.observe(self.clock() - started)
@@ -90,14 +91,15 @@ class Dispatcher:
         last_reply: BufferedReply | None = None
         for attempt in range(MAX_ATTEMPTS):
             try:
-                worker = await self._acquire(info, excluded)
+                route = await self._acquire(info, excluded)
             except RouterError as e:
                 if last_reply is not None:
                     break  # pass the worker's own 429/503 through rather than a vaguer one
                 self.metrics.requests.labels(status=str(e.status), worker="none").inc()
                 raise
             self.metrics.decisions.labels(strategy=self.strategy.name).inc()
-            self.view.begin(worker.name, info.num_tokens, info.num_prompt_tokens)
+            worker = route.worker
+            self.view.begin(worker.name, info.num_tokens, route.prefill_tokens, self.clock())
             url = worker.endpoint.url + path
             try:
                 if is_stream:
@@ -105,16 +107,16 @@ class Dispatcher:
                     if isinstance(opened, OpenStream):
                         self.metrics.ttft.observe(self.clock() - started)
                         # The first event carries the first token: the prompt is prefilled.
-                        self.view.first_token(worker.name, info.num_prompt_tokens)
-                        return self._stream_response(opened, worker.name, info, started)
+                        self.view.first_token(worker.name, route.prefill_tokens)
+                        return self._stream_response(opened, route, info, started)
                     reply = opened
                 else:
                     reply = await self.proxy.call(url, body, headers)
                 self.metrics.ttft.observe(self.clock() - started)
-                self._finish(worker.name, info, reply.status, started)
+                self._finish(route, info, reply.status, started)
                 return _response(reply)
             except UpstreamFailed as e:
-                self._finish(worker.name, info, e.reply.status if e.reply else 502, started)
+                self._finish(route, info, e.reply.status if e.reply else 502, started)
                 self.view.mark_failed(worker.name, self.clock())
                 excluded.add(worker.name)
                 last_reply = e.reply or last_reply
@@ -123,7 +125,7 @@ class Dispatcher:
                     self.metrics.retries.inc()
             except BaseException:
                 # Cancelled (client gone, shutdown) or a bug: the worker's count must still come down.
-                self._finish(worker.name, info, 499, started)
+                self._finish(route, info, 499, started)
                 raise
         if last_reply is not None:
             return _response(last_reply)
@@ -133,7 +135,7 @@ class Dispatcher:
         )
 
     def _stream_response(
-        self, opened: OpenStream, worker: str, info: RequestInfo, started: float
+        self, opened: OpenStream, route: Route, info: RequestInfo, started: float
     ) -> Response:
         is_finished = False
 
@@ -141,7 +143,7 @@ class Dispatcher:
             nonlocal is_finished
             if not is_finished:
                 is_finished = True
-                self._finish(worker, info, 200, started, is_prefilled=True)
+                self._finish(route, info, 200, started, is_prefilled=True)
                 await opened.aclose()  # also when the client left before the body started
 
         return _RelayResponse(

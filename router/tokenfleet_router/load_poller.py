@@ -28,6 +28,7 @@ class LoadPoller:
         self.clock = clock
 
     async def poll_one(self, endpoint: Endpoint) -> None:
+        polled_at = self.clock()
         try:
             status, data = await self.proxy.get_json(endpoint.url + LOAD_PATH, max(1.0, 4 * self.interval_s))
         except UpstreamFailed:
@@ -41,7 +42,7 @@ class LoadPoller:
             report = LoadReport.from_dict(data)
         except (ValueError, TypeError, AttributeError):
             return
-        self.view.record_report(endpoint.name, report, self.clock())
+        self.view.record_report(endpoint.name, report, self.clock(), polled_at)
 
     async def poll_all(self) -> None:
         endpoints = self.view.endpoints

@@ -10,8 +10,9 @@ Pure state: every method that needs the time takes `now`.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tokenfleet_common.load_report import LoadReport
 from tokenfleet_router.types import Endpoint, WorkerLoad
@@ -32,6 +33,9 @@ class _WorkerState:
     num_in_flight: int = 0
     tokens_in_flight: int = 0
     prefill_tokens_in_flight: int = 0
+    # (sent at, prefill tokens) of requests sent lately: those sent after the last report's poll
+    # went out are missing from its count of prefill waiting.
+    recent_prefills: deque[tuple[float, int]] = field(default_factory=deque)
     report: LoadReport | None = None
     report_at: float | None = None
     serves_reports: bool = True
@@ -63,13 +67,18 @@ class LoadView:
                 self._workers[name] = _WorkerState(endpoint)
         return removed
 
-    def begin(self, name: str, num_tokens: int, num_prompt_tokens: int = 0) -> None:
-        """A request was sent; its `num_prompt_tokens` count as prefill until `first_token`."""
+    def begin(self, name: str, num_tokens: int, num_prompt_tokens: int = 0, now: float | None = None) -> None:
+        """A request was sent at `now`; its `num_prompt_tokens` count as prefill until `first_token`."""
         worker = self._workers.get(name)
         if worker is not None:
             worker.num_in_flight += 1
             worker.tokens_in_flight += num_tokens
             worker.prefill_tokens_in_flight += num_prompt_tokens
+            if now is not None and num_prompt_tokens > 0:
+                recent = worker.recent_prefills
+                while recent and recent[0][0] < now - self.limits.stale_after_s:
+                    recent.popleft()  # a report this old no longer counts anyway
+                recent.append((now, num_prompt_tokens))
 
     def first_token(self, name: str, num_prompt_tokens: int) -> None:
         """The request's first token came back: its prompt is prefilled."""
@@ -85,10 +94,17 @@ class LoadView:
             worker.tokens_in_flight = max(0, worker.tokens_in_flight - num_tokens)
             worker.prefill_tokens_in_flight = max(0, worker.prefill_tokens_in_flight - num_prompt_tokens)
 
-    def record_report(self, name: str, report: LoadReport, now: float) -> None:
+    def record_report(
+        self, name: str, report: LoadReport, now: float, polled_at: float | None = None
+    ) -> None:
+        """A report received at `now` for a poll sent at `polled_at` (default `now`)."""
         worker = self._workers.get(name)
         if worker is not None:
             worker.report, worker.report_at, worker.serves_reports = report, now, True
+            since = now if polled_at is None else polled_at
+            recent = worker.recent_prefills
+            while recent and recent[0][0] < since:
+                recent.popleft()
 
     def record_no_reports(self, name: str) -> None:
         """The worker has no `/load` endpoint: judge it by this router's counts only."""
@@ -101,6 +117,17 @@ class LoadView:
         worker = self._workers.get(name)
         if worker is not None:
             worker.unavailable_until = now + self.limits.failure_backoff_s
+
+    @staticmethod
+    def _prefill_ahead(worker: _WorkerState) -> int:
+        """Prefill queued at the worker: its report's exact count plus what was sent since the poll.
+
+        The router's own count is the fallback: it misses other routers' requests and keeps a
+        request's whole prefill until its first token, however far the prefill has got."""
+        report = worker.report
+        if report is None or not worker.serves_reports or report.prefill_tokens_waiting is None:
+            return worker.prefill_tokens_in_flight
+        return report.prefill_tokens_waiting + sum(tokens for _, tokens in worker.recent_prefills)
 
     def snapshot(self, now: float) -> list[WorkerLoad]:
         return [self._load(w, now) for w in self._workers.values()]
@@ -128,7 +155,7 @@ class LoadView:
             endpoint=worker.endpoint,
             num_in_flight=worker.num_in_flight,
             tokens_in_flight=worker.tokens_in_flight,
-            prefill_tokens_in_flight=worker.prefill_tokens_in_flight,
+            prefill_tokens_in_flight=self._prefill_ahead(worker),
             num_waiting=waiting,
             num_running=report.running if report and worker.serves_reports else 0,
             kv_cache_usage=kv_usage,

@@ -60,6 +60,20 @@ def test_prompt_counts_as_prefill_until_the_first_token() -> None:
     assert view.snapshot(0.0)[0].prefill_tokens_in_flight == 0
 
 
+def test_reported_prefill_plus_what_was_sent_since_the_poll() -> None:
+    view = LoadView()
+    view.set_endpoints([A, B])
+    view.begin("a", 900, 800, now=0.5)  # counted by the worker's report of the poll sent at 1.0
+    view.begin("a", 300, 200, now=1.2)  # sent after that poll went out: not in its report yet
+    view.record_report("a", report(prefill_tokens_waiting=350), now=1.3, polled_at=1.0)
+    view.begin("b", 500, 400, now=1.0)
+    view.record_report("b", report(), now=1.3)  # a worker that does not count its prefill
+    assert only(view, 1.4, "a").prefill_tokens_in_flight == 350 + 200  # type: ignore[attr-defined]
+    assert only(view, 1.4, "b").prefill_tokens_in_flight == 400  # type: ignore[attr-defined]
+    view.record_report("a", report(prefill_tokens_waiting=0), now=1.6, polled_at=1.5)
+    assert only(view, 1.7, "a").prefill_tokens_in_flight == 0  # type: ignore[attr-defined]
+
+
 def test_no_report_or_stale_report_means_saturated_not_idle() -> None:
     view = LoadView(SaturationLimits(stale_after_s=2.0))
     view.set_endpoints([A])

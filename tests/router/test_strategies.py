@@ -85,6 +85,20 @@ def test_prefix_affinity_returns_to_the_worker_holding_the_prefix() -> None:
         assert chosen(strategy, prompt("A", user), fleet(4)) == first.name
 
 
+def test_a_route_counts_only_the_prefill_the_worker_is_expected_to_miss() -> None:
+    strategy = build_strategy("prefix-affinity", rng=random.Random(0))
+    first = prompt("A", "1")
+    tokens = 4 * len(first.block_hashes) * 16  # 16 tokens a block, evenly
+    route = strategy.route(replace(first, num_prompt_tokens=tokens), fleet(4))
+    assert route is not None and route.prefill_tokens == tokens  # nothing cached anywhere yet
+    again = strategy.route(replace(prompt("A", "2"), num_prompt_tokens=tokens), fleet(4))
+    assert again is not None and again.worker.name == route.worker.name
+    shared = sum(a == b for a, b in zip(first.block_hashes, prompt("A", "2").block_hashes, strict=True))
+    assert 0 < again.prefill_tokens == tokens - shared * tokens // len(first.block_hashes)
+    plain = build_strategy("round-robin").route(replace(first, num_prompt_tokens=tokens), fleet(2))
+    assert plain is not None and plain.prefill_tokens == tokens  # no prefix index: the whole prompt
+
+
 def test_prefix_affinity_spreads_distinct_prefixes() -> None:
     strategy = build_strategy("prefix-affinity", rng=random.Random(0))
     homes = Counter(chosen(strategy, prompt(chr(65 + i % 26) + str(i), "u"), fleet(4)) for i in range(200))

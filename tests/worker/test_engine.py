@@ -191,6 +191,20 @@ def test_request_checks(bundle: TokenizerBundle, vocab: list[int]) -> None:
         engine.add_request("y", [], SamplingParams())
 
 
+def test_prefill_tokens_waiting_counts_only_what_is_left(bundle: TokenizerBundle, vocab: list[int]) -> None:
+    # One long prompt prefills in chunks of 8 while a second waits for a sequence slot.
+    engine = make_engine(bundle, PagedFakeRunner(32, vocab), max_num_seqs=1, max_batched_tokens=8)
+    engine.add_request("long", list(range(20)), SamplingParams(max_tokens=2))
+    engine.add_request("queued", list(range(50, 56)), SamplingParams(max_tokens=2))
+    assert engine.stats().prefill_tokens_waiting == 20 + 6
+    engine.step()
+    assert engine.stats().prefill_tokens_waiting == 12 + 6
+    engine.step()
+    assert engine.stats().load_report(draining=False, ready=True).prefill_tokens_waiting == 4 + 6
+    engine.step()  # the long prompt's last chunk: now it decodes, and only the queued prompt is left
+    assert engine.stats().prefill_tokens_waiting == 6
+
+
 def test_stats_and_load_report(bundle: TokenizerBundle, vocab: list[int]) -> None:
     engine = make_engine(bundle, PagedFakeRunner(32, vocab), max_num_seqs=2)
     for i in range(3):

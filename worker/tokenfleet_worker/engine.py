@@ -144,6 +144,7 @@ class Engine:
             num_free_blocks=self.block_manager.num_free_blocks,
             block_size=self.config.block_size,
             tokens_in_flight=sum(s.num_tokens for s in self.scheduler.running),
+            prefill_tokens_waiting=self.scheduler.prefill_tokens_waiting(),
             max_num_seqs=self.config.max_num_seqs,
             num_prompt_tokens=self._num_prompt_tokens,
             num_generation_tokens=self._num_generation_tokens,

@@ -69,6 +69,11 @@ class _StatsCollector(Collector):
             (m.REQUESTS_WAITING, "Requests queued, not yet scheduled.", s.num_waiting),
             (m.REQUESTS_RUNNING, "Requests in the running batch.", s.num_running),
             (m.TOKENS_IN_FLIGHT, "Prompt and generated tokens of running requests.", s.tokens_in_flight),
+            (
+                m.PREFILL_TOKENS_WAITING,
+                "Prompt tokens still to prefill (queued prompts whole, partly prefilled ones' rest).",
+                s.prefill_tokens_waiting,
+            ),
             (m.KV_CACHE_USAGE, "Fraction of KV-cache blocks in use (0..1).", s.kv_cache_usage),
             (m.KV_BLOCKS_TOTAL, "KV-cache blocks in the pool.", s.num_total_blocks),
             (m.KV_BLOCKS_FREE, "KV-cache blocks free (including cached prefixes).", s.num_free_blocks),

@@ -42,6 +42,7 @@ class EngineStats:
     num_free_blocks: int = 0
     block_size: int = 16
     tokens_in_flight: int = 0
+    prefill_tokens_waiting: int = 0
     max_num_seqs: int = 0
     num_prompt_tokens: int = 0  # counters from here on
     num_generation_tokens: int = 0
@@ -66,6 +67,7 @@ class EngineStats:
             max_num_seqs=self.max_num_seqs,
             draining=draining,
             ready=ready,
+            prefill_tokens_waiting=self.prefill_tokens_waiting,
         )
 
 

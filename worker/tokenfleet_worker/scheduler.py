@@ -44,6 +44,14 @@ class Scheduler:
     def num_unfinished(self) -> int:
         return len(self.waiting) + len(self.running)
 
+    def prefill_tokens_waiting(self) -> int:
+        """Prompt (or recompute) tokens still to prefill: the work ahead of a new request's first token.
+
+        Waiting prompts count whole: their prefix-cache hit is known only at admission, and
+        looking it up for every report would hash each queued prompt again."""
+        waiting = sum(seq.num_uncomputed_tokens for seq in self.waiting)
+        return waiting + sum(seq.num_uncomputed_tokens for seq in self.running if seq.is_prefilling)
+
     def add(self, seq: Sequence) -> None:
         seq.status = SeqStatus.WAITING
         self.waiting.append(seq)

@@ -58,6 +58,7 @@ class SimRequest:
     record: TraceRecord
     arrival_s: float
     worker: str = ""
+    expected_prefill: int = 0  # what the router counts as this request's queued prefill
     prefill_left: int = 0
     generated: int = 0
     cached_tokens: int = 0
@@ -82,12 +83,13 @@ class SimWorker:
     plan: list[tuple[SimRequest, int]] = field(default_factory=list)  # (request, tokens) of the current step
     first_tokens: list[SimRequest] = field(default_factory=list)  # those the current step starts
 
-    def cached_prefix_blocks(self, hash_ids: tuple[int, ...]) -> int:
+    def cached_prefix_blocks(self, hash_ids: tuple[int, ...], touch: bool = True) -> int:
         matched = 0
         for block in hash_ids:
             if block not in self.cache:
                 break
-            self.cache.move_to_end(block)
+            if touch:
+                self.cache.move_to_end(block)
             matched += 1
         return matched
 
@@ -162,7 +164,16 @@ class SimWorker:
             total_blocks=total,
             tokens_in_flight=sum(r.record.prompt_tokens + r.generated for r in self.running),
             max_num_seqs=self.model.max_num_seqs,
+            prefill_tokens_waiting=self.prefill_tokens_waiting(),
         )
+
+    def prefill_tokens_waiting(self) -> int:
+        """Prompt tokens left to prefill: waiting prompts less their cached prefix, plus partial prefills."""
+        left = sum(r.prefill_left for r in self.running)
+        for request in self.waiting:
+            cached = self.cached_prefix_blocks(request.record.hash_ids, touch=False) * TRACE_BLOCK_TOKENS
+            left += request.record.prompt_tokens - min(request.record.prompt_tokens - 1, cached)
+        return left
 
 
 @dataclass(frozen=True)
@@ -204,12 +215,14 @@ def simulate(records: list[TraceRecord], strategy_name: str, model: FleetModel, 
             num_prompt_tokens=request.record.prompt_tokens,
             max_tokens=request.record.output_tokens,
         )
-        picked = strategy.choose(info, view.snapshot(now))
-        if picked is None:
+        route = strategy.route(info, view.snapshot(now))
+        if route is None:
             return False
+        picked = route.worker
         request.worker = picked.name
+        request.expected_prefill = route.prefill_tokens
         served_by[picked.name] += 1
-        view.begin(picked.name, request.num_tokens, request.record.prompt_tokens)
+        view.begin(picked.name, request.num_tokens, route.prefill_tokens, now)
         worker = workers[picked.name]
         worker.waiting.append(request)
         if not worker.is_busy:
@@ -241,7 +254,7 @@ def simulate(records: list[TraceRecord], strategy_name: str, model: FleetModel, 
             assert isinstance(payload, SimWorker)
             finished = payload.finish_step(now)
             for request in payload.first_tokens:  # what a streaming client sees: the first event
-                view.first_token(payload.name, request.record.prompt_tokens)
+                view.first_token(payload.name, request.expected_prefill)
             for request in finished:
                 view.end(payload.name, request.num_tokens)
             start_step(payload, now)

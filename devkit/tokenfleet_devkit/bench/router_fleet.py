@@ -83,13 +83,12 @@ class SimWorker:
     plan: list[tuple[SimRequest, int]] = field(default_factory=list)  # (request, tokens) of the current step
     first_tokens: list[SimRequest] = field(default_factory=list)  # those the current step starts
 
-    def cached_prefix_blocks(self, hash_ids: tuple[int, ...], touch: bool = True) -> int:
+    def cached_prefix_blocks(self, hash_ids: tuple[int, ...]) -> int:
         matched = 0
         for block in hash_ids:
             if block not in self.cache:
                 break
-            if touch:
-                self.cache.move_to_end(block)
+            self.cache.move_to_end(block)
             matched += 1
         return matched
 
@@ -168,12 +167,10 @@ class SimWorker:
         )
 
     def prefill_tokens_waiting(self) -> int:
-        """Prompt tokens left to prefill: waiting prompts less their cached prefix, plus partial prefills."""
+        """Prompt tokens left to prefill, counted as the engine does: queued prompts whole (their
+        cache hit is known at admission), admitted ones their uncached rest."""
         left = sum(r.prefill_left for r in self.running)
-        for request in self.waiting:
-            cached = self.cached_prefix_blocks(request.record.hash_ids, touch=False) * TRACE_BLOCK_TOKENS
-            left += request.record.prompt_tokens - min(request.record.prompt_tokens - 1, cached)
-        return left
+        return left + sum(r.record.prompt_tokens for r in self.waiting)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from tests.worker.paged_attention_interpret import random_case, reference
 from tests.worker.test_runner import BLOCK_SIZE, generate, prompts_of
 from tokenfleet_worker import cpu_kernels
+from tokenfleet_worker.model import Linear
 from tokenfleet_worker.runner import TorchRunner
 
 pytestmark = pytest.mark.skipif(cpu_kernels.library() is None, reason="no AVX2 or no C compiler here")
@@ -146,7 +148,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_runner_with_and_without_the_kernels_decodes_the_same(model_dir: Path) -> None:
     options = {"block_size": BLOCK_SIZE, "kv_cache_bytes": 4 * 1024**2}
-    with_kernels = TorchRunner(model_dir, **options)  # type: ignore[arg-type]
+    # Every product of up to 32 rows on the kernel, whatever this CPU's measured crossover is.
+    with_kernels = TorchRunner(model_dir, small_gemm_rows=cpu_kernels.MAX_ROWS, **options)  # type: ignore[arg-type]
     assert with_kernels.cpu_kernels  # the CPU float32 default where they compile
     torch_ops = TorchRunner(model_dir, cpu_kernels=False, **options)  # type: ignore[arg-type]
     # Contexts across block edges and in several decode groups; chunked prefills beside decodes.
@@ -156,6 +159,31 @@ def test_runner_with_and_without_the_kernels_decodes_the_same(model_dir: Path) -
     assert generate(with_kernels, prompts, 10, together=False) == expected
     assert generate(with_kernels, prompts, 10, together=True, prefill_chunk=7) == expected
     assert len({tuple(tokens) for tokens in expected.values()}) > 1
+
+
+def test_the_crossover_is_where_the_kernel_stops_winning() -> None:
+    weight = torch.randn(256, 768)
+    spare = torch.empty(32, 256)
+
+    def slow(x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.003)  # far slower than reading 0.8 MB of weights
+        return spare[: x.shape[0]]
+
+    assert cpu_kernels.crossover_rows(weight, slow, repeats=2) == cpu_kernels.MAX_ROWS
+    # A GEMM that answers instantly (a preallocated result) wins at once: the kernel takes no rows.
+    assert cpu_kernels.crossover_rows(weight, lambda x: spare[: x.shape[0]], repeats=2) == 0
+    assert cpu_kernels.crossover_rows(torch.randn(6, 768), slow, repeats=2) == 0  # a shape it does not tile
+
+
+def test_the_runner_measures_the_crossover_per_weight_shape(model_dir: Path) -> None:
+    runner = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=4 * 1024**2)
+    linears = [m for m in runner.model.modules() if isinstance(m, Linear)]
+    shapes = {"x".join(map(str, m.weight.shape)) for m in linears}
+    assert shapes <= set(runner.small_gemm_rows) and set(runner.small_gemm_rows) <= shapes | {"tied head"}
+    for module in linears:
+        rows = runner.small_gemm_rows["x".join(map(str, module.weight.shape))]
+        assert module.small_gemm_rows == rows and rows in (0, *cpu_kernels.CROSSOVER_CANDIDATES)
+        assert (module.weight.device.type == "meta") == (rows == 0)  # a dense copy only where it is read
 
 
 def test_kernels_where_they_do_not_apply_are_an_error(model_dir: Path) -> None:

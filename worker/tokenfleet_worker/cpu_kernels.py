@@ -25,7 +25,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-from functools import lru_cache
+import time
+from collections.abc import Callable
+from functools import lru_cache, partial
 from pathlib import Path
 
 import torch
@@ -37,9 +39,13 @@ SOURCES = tuple(
 )
 # -fno-math-errno: sqrtf compiles to one instruction (no errno branch); expf comes from -lm.
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC")
-# Up to this many rows the small-batch kernel beats oneDNN's packed GEMM on our VMs (1.25-1.8x at
-# 1-16 rows, even at 32); from 64 rows on oneDNN is faster (measured 28 Nov 2026, a 100M Llama).
+# The most rows the small-batch kernel ever takes: past it, its 4-row tiles re-read the weights
+# too often. Below it, where it beats the other GEMM depends on the CPU, so the runner measures the
+# crossover (`crossover_rows`): on AVX2-only AMD EPYC VMs the kernel won at every row count up to
+# 32 (1.25-1.8x oneDNN's packed GEMM at 1-16 rows); on an AVX-512 Xeon oneDNN's 16-wide kernels
+# won from 3-4 rows on, by up to 2x (both on a 100M Llama, Nov 2026).
 MAX_ROWS = 32
+CROSSOVER_CANDIDATES = (1, 2, 4, 8, 16, 32)
 
 _POINTER = ctypes.c_void_p
 _INT = ctypes.c_int64
@@ -115,11 +121,12 @@ def library() -> ctypes.CDLL | None:
     return loaded
 
 
-def takes_linear(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `small_linear` takes this product: CPU float32, few rows, shapes the kernel tiles."""
+def takes_linear(x: torch.Tensor, weight: torch.Tensor, max_rows: int = MAX_ROWS) -> bool:
+    """Whether `small_linear` takes this product: CPU float32, at most `max_rows` (and `MAX_ROWS`)
+    rows, shapes the kernel tiles."""
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
     return (
-        0 < rows <= MAX_ROWS
+        0 < rows <= min(max_rows, MAX_ROWS)
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and x.device.type == "cpu"
@@ -153,6 +160,38 @@ def small_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         torch.get_num_threads(),
     )
     return out.reshape(*x.shape[:-1], weight.shape[0])
+
+
+def _best_seconds(work: Callable[[], object], repeats: int) -> float:
+    work()  # warm: first-touch pages, thread pool start-up
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def crossover_rows(
+    weight: torch.Tensor, other: Callable[[torch.Tensor], torch.Tensor], repeats: int = 7
+) -> int:
+    """The most rows (of `CROSSOVER_CANDIDATES`) up to which `small_linear` beats `other` on `weight`.
+
+    Candidates are timed in rising order (best of `repeats`) and the first one the kernel loses
+    ends the search; 0 when it loses even at one row. Takes well under a second on a 100M model's
+    largest product."""
+    if not takes_linear(torch.empty(1, weight.shape[1]), weight):
+        return 0
+    generator = torch.Generator().manual_seed(0)
+    won = 0
+    for rows in CROSSOVER_CANDIDATES:
+        x = torch.randn(rows, weight.shape[1], generator=generator)
+        ours = _best_seconds(partial(small_linear, x, weight, None), repeats)
+        theirs = _best_seconds(partial(other, x), repeats)
+        if ours >= theirs:
+            break
+        won = rows
+    return won
 
 
 def paged_decode_attention(

@@ -84,7 +84,9 @@ class Linear(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype, device=device))
         self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype, device=device)) if bias else None
         self.packed: torch.Tensor | None = None  # the weight in oneDNN's layout, once `pack` ran
-        self.small_gemm = False  # few-row products on the CPU kernel (cpu_kernels.py), which reads `weight`
+        # Products of up to this many rows run on the CPU kernel (cpu_kernels.py), which reads
+        # `weight`; 0: never.
+        self.small_gemm_rows = 0
 
     def pack(self) -> None:
         """Add the weight in oneDNN's blocked layout (CPU only); drop the dense copy unless the
@@ -94,12 +96,19 @@ class Linear(nn.Module):
         and byte accounting still hold.
         """
         self.packed = pack_weight(self.weight)
-        if not self.small_gemm:
-            self.weight = nn.Parameter(torch.empty_like(self.weight, device="meta"), requires_grad=False)
+        if not self.small_gemm_rows:
+            self.drop_dense_weight()
+
+    def drop_dense_weight(self) -> None:
+        self.weight = nn.Parameter(torch.empty_like(self.weight, device="meta"), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.small_gemm and cpu_kernels.takes_linear(x, self.weight):
+        if self.small_gemm_rows and cpu_kernels.takes_linear(x, self.weight, self.small_gemm_rows):
             return cpu_kernels.small_linear(x, self.weight, self.bias)
+        return self.library_linear(x)
+
+    def library_linear(self, x: torch.Tensor) -> torch.Tensor:
+        """The product on oneDNN (packed) or torch's default GEMM, never the small-batch kernel."""
         if self.packed is not None:
             return packed_linear(x, self.packed, self.bias)
         return F.linear(x, self.weight, self.bias)
@@ -365,7 +374,7 @@ class DecoderModel(nn.Module):
                 config.hidden_size, config.vocab_size, bias=False, dtype=dtype, device=device
             )
         self.packed_head: torch.Tensor | None = None  # tied head in oneDNN's layout, once packed
-        self.small_gemm = False
+        self.small_gemm_rows = 0
         self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", rope_inverse_frequencies(config).to(device), persistent=False)
 
@@ -393,13 +402,34 @@ class DecoderModel(nn.Module):
             hidden, residual = layer(hidden, residual, cos, sin, kv_cache, meta)
         return self.norm.add_norm(hidden, residual, meta)[0]
 
-    def use_small_gemm(self) -> None:
-        """Run products of up to `cpu_kernels.MAX_ROWS` rows on the CPU small-batch kernel (before
+    def use_small_gemm(self, max_rows: int = cpu_kernels.MAX_ROWS) -> None:
+        """Run products of up to `max_rows` rows on the CPU small-batch kernel (before
         `pack_linears`, which then keeps the dense weights it reads: float32 weights twice in RAM)."""
-        self.small_gemm = True
+        self.small_gemm_rows = max_rows
         for module in self.modules():
             if isinstance(module, Linear):
-                module.small_gemm = True
+                module.small_gemm_rows = max_rows
+
+    def tune_small_gemm(self) -> dict[str, int]:
+        """Measure per weight shape up to how many rows the small-batch kernel beats the library
+        GEMM, and use it only there (after `use_small_gemm` and `pack_linears`). A product that the
+        kernel never wins drops its dense weight again. Returns rows by shape, for the log."""
+        found: dict[str, int] = {}
+        for module in self.modules():
+            if isinstance(module, Linear) and module.small_gemm_rows:
+                key = "x".join(map(str, module.weight.shape))
+                if key not in found:
+                    found[key] = cpu_kernels.crossover_rows(module.weight, module.library_linear)
+                module.small_gemm_rows = found[key]
+                if not module.small_gemm_rows and module.packed is not None:
+                    module.drop_dense_weight()
+        if self.lm_head is None and self.small_gemm_rows:  # the tied head reads the embedding table
+            table, packed = self.embed_tokens.weight, self.packed_head
+            self.small_gemm_rows = cpu_kernels.crossover_rows(
+                table, lambda x: F.linear(x, table) if packed is None else packed_linear(x, packed, None)
+            )
+            found["tied head"] = self.small_gemm_rows
+        return found
 
     def pack_linears(self) -> None:
         """Run every matrix product on oneDNN-packed weights (see `pack_weight`); CPU float32 only.
@@ -416,7 +446,9 @@ class DecoderModel(nn.Module):
         """float32 logits [n, vocab_size] for the given hidden states."""
         if self.lm_head is not None:
             return self.lm_head(hidden).float()
-        if self.small_gemm and cpu_kernels.takes_linear(hidden, self.embed_tokens.weight):
+        if self.small_gemm_rows and cpu_kernels.takes_linear(
+            hidden, self.embed_tokens.weight, self.small_gemm_rows
+        ):
             return cpu_kernels.small_linear(hidden, self.embed_tokens.weight, None)
         if self.packed_head is not None:
             return packed_linear(hidden, self.packed_head, None).float()

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from tokenfleet_worker.batch import SampledToken, ScheduledSeq, StepBatch
+from tokenfleet_worker.cpu_kernels import MAX_ROWS as SMALL_GEMM_MAX_ROWS
 from tokenfleet_worker.cpu_kernels import library as cpu_kernel_library
 from tokenfleet_worker.decode_graphs import DecodeGraphs
 from tokenfleet_worker.hf_config import ModelConfig
@@ -183,6 +184,7 @@ class TorchRunner:
         lookahead_decode: bool = False,
         pack_weights: bool | None = None,
         cpu_kernels: bool | None = None,
+        small_gemm_rows: int | None = None,
     ) -> None:
         """`decode_graphs` runs decode-only steps through bucketed static buffers (CUDA graphs on CUDA);
         `paged_attention` makes those steps attend with the Triton kernel that reads the paged cache;
@@ -192,7 +194,8 @@ class TorchRunner:
         `pack_weights` (default: wherever it applies, CPU float32) runs matrix products on
         oneDNN-packed weights; `cpu_kernels` (default: wherever they compile, CPU float32 eager) runs
         few-row products, decode attention and each layer's elementwise ops on the C kernels of
-        cpu_kernels.py."""
+        cpu_kernels.py; `small_gemm_rows` (default: measured per weight shape at start-up) is how
+        many rows a product may have to run on the small-batch kernel rather than oneDNN."""
         if block_size < 1:
             raise ValueError(f"block_size must be positive, got {block_size}")
         self.device = torch.device(device)
@@ -226,11 +229,14 @@ class TorchRunner:
                 )
             self.cpu_kernels = cpu_kernels
         if self.cpu_kernels:
-            self.model.use_small_gemm()
+            self.model.use_small_gemm(SMALL_GEMM_MAX_ROWS if small_gemm_rows is None else small_gemm_rows)
         if self.packed_weights:
             if not can_pack(self.device, self.dtype):
                 raise ValueError("pack_weights needs a CPU float32 model and a torch built with oneDNN")
             self.model.pack_linears()
+        self.small_gemm_rows: dict[str, int] = {}
+        if self.cpu_kernels and small_gemm_rows is None:
+            self.small_gemm_rows = self.model.tune_small_gemm()
         self.config: ModelConfig = self.model.config
         self.block_size = block_size
         self.vocab_size = self.config.vocab_size
@@ -260,13 +266,14 @@ class TorchRunner:
             )
         log.info(
             "event=kv_cache_allocated blocks=%d block_size=%d bytes=%d device=%s packed_weights=%s"
-            " cpu_kernels=%s",
+            " cpu_kernels=%s small_gemm_rows=%s",
             self.num_blocks,
             block_size,
             self.num_blocks * block_bytes,
             self.device,
             self.packed_weights,
             self.cpu_kernels,
+            ",".join(f"{shape}:{rows}" for shape, rows in self.small_gemm_rows.items()) or "-",
         )
 
     def allocate_kv_cache(self, num_blocks: int) -> list[KVCache]:

@@ -33,6 +33,10 @@ def print_tables(console: Console, results: dict[str, Any]) -> None:
             fmt(ours and ours["peak_rss_mib"], ".0f"),
         )
     console.print(throughput)
+    for name, row in results["offline"].items():
+        if row.get("ratios_vs_vllm"):
+            pairs = ", ".join(fmt(r) for r in row["ratios_vs_vllm"])
+            console.print(f"{name} vs vLLM, alternating pairs: {pairs} (the table shows their median)")
     online = results["online"]
     latency = Table(title=f"online, {online['rate_per_s']} req/s (seconds)")
     for column in ("tok/s", "TTFT p50", "TTFT p95", "ITL p50", "ITL p95"):

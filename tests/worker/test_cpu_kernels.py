@@ -110,9 +110,11 @@ def test_add_rms_norm_matches_torch_and_updates_the_residual(with_residual: bool
         torch.testing.assert_close(kept, stream, rtol=0, atol=0)
 
 
-def test_silu_mul_matches_torch() -> None:
-    gate_up = torch.randn(3, 2 * 200) * 4
-    gate, up = gate_up.split(200, dim=-1)
+@pytest.mark.parametrize("size", [200, 13, 2048])  # eight-wide lanes with and without a scalar tail
+def test_silu_mul_matches_torch(size: int) -> None:
+    gate_up = torch.randn(40, 2 * size) * 4
+    gate_up[0, : min(size, 6)] = torch.tensor([-200.0, -87.5, -20.0, 0.0, 30.0, 200.0])[: min(size, 6)]
+    gate, up = gate_up.split(size, dim=-1)
     torch.testing.assert_close(cpu_kernels.silu_mul(gate_up), F.silu(gate) * up, rtol=1e-5, atol=1e-5)
 
 

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SOURCES = tuple(
     Path(__file__).parent / "csrc" / name for name in ("small_gemm.c", "paged_decode.c", "fused_ops.c")
 )
+HEADERS = (Path(__file__).parent / "csrc" / "vector_exp.h",)  # part of the build's cache key
 # -fno-math-errno: sqrtf compiles to one instruction (no errno branch); expf comes from -lm.
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC")
 # The most rows the small-batch kernel ever takes: past it, its 4-row tiles re-read the weights
@@ -81,7 +82,7 @@ def cpu_has_avx2() -> bool:
 
 def built_path() -> Path:
     """The compiled library for these sources and flags (an image can ship it prebuilt)."""
-    key = b"".join(source.read_bytes() for source in SOURCES) + " ".join(FLAGS).encode()
+    key = b"".join(source.read_bytes() for source in (*SOURCES, *HEADERS)) + " ".join(FLAGS).encode()
     return cache_dir() / f"cpu_kernels-{hashlib.sha256(key).hexdigest()[:16]}.so"
 
 

@@ -4,9 +4,12 @@
  * memory traffic; a layer ran ~20 of them (residual adds, two RMSNorms of ~6 ops each, rotary
  * embedding, two cache writes, SiLU and mul). Results agree with the torch ops up to the order of a
  * float32 sum and FMA contraction. */
+#include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "vector_exp.h"
 
 /* out = rmsnorm(x + residual) * weight, with x + residual written back into residual (which then
  * holds the new residual stream); residual may be NULL (the stream starts at x). Rows contiguous. */
@@ -31,6 +34,16 @@ void add_rms_norm(const float *x, float *residual, const float *weight, float *o
     }
 }
 
+/* silu(g) = g * sigmoid(g) on eight floats. sigmoid from e = e^-|g| (never overflows):
+ * 1 / (1 + e) for g >= 0, e / (1 + e) below. Without -ffast-math the scalar expf in a
+ * `omp simd` loop stays one call per element, which made this op ~4 ns an element. */
+static inline __m256 silu8(__m256 g) {
+    const __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), g);
+    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_setzero_ps(), magnitude));
+    const __m256 numerator = _mm256_blendv_ps(_mm256_set1_ps(1.0f), e, _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_LT_OQ));
+    return _mm256_mul_ps(g, _mm256_div_ps(numerator, _mm256_add_ps(_mm256_set1_ps(1.0f), e)));
+}
+
 /* out[r, i] = silu(x[r, i]) * x[r, size + i]: SwiGLU on the fused gate/up projection. */
 void silu_mul(const float *x, float *out, int64_t rows, int64_t size, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads) if (rows * size >= 65536)
@@ -38,8 +51,10 @@ void silu_mul(const float *x, float *out, int64_t rows, int64_t size, int thread
         const float *gate = x + r * 2 * size;
         const float *up = gate + size;
         float *o = out + r * size;
-#pragma omp simd
-        for (int64_t i = 0; i < size; i++) o[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+        int64_t i = 0;
+        for (; i + 8 <= size; i += 8)
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(silu8(_mm256_loadu_ps(gate + i)), _mm256_loadu_ps(up + i)));
+        for (; i < size; i++) o[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
     }
 }
 

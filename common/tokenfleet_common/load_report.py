@@ -19,9 +19,9 @@ class LoadReport:
     max_num_seqs: int
     draining: bool = False
     ready: bool = True
-    # Prompt tokens still to prefill (waiting requests' uncached prompts and the rest of partly
-    # prefilled ones): the work ahead of a new request's first token. None from workers that do
-    # not count it; the router then relies on its own counts.
+    # Prompt tokens still to prefill (queued prompts whole, the rest of partly prefilled ones):
+    # the work ahead of a new request's first token. None from workers that do not count it; the
+    # router then relies on its own counts.
     prefill_tokens_waiting: int | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 DEFAULT_BLOCK_BYTES = 64
 BYTES_PER_TOKEN = 4  # rough average for English text and code
@@ -47,12 +47,17 @@ class PrefixIndex:
             raise ValueError("capacity_blocks must be positive")
         self.capacity_blocks = capacity_blocks
         self._workers_by_block: OrderedDict[int, list[str]] = OrderedDict()
+        # The last query and its answer: a request's chain is matched by its scorer and again by
+        # the strategy for the picked worker, and a long prompt's chain is thousands of blocks.
+        self._last: tuple[Sequence[int], Mapping[str, int]] | None = None
 
     def __len__(self) -> int:
         return len(self._workers_by_block)
 
-    def match_lengths(self, hashes: Sequence[int]) -> dict[str, int]:
+    def match_lengths(self, hashes: Sequence[int]) -> Mapping[str, int]:
         """Number of leading blocks of `hashes` each known worker served (workers with 0 omitted)."""
+        if self._last is not None and self._last[0] is hashes:
+            return self._last[1]  # the same chain object, and the index has not changed since
         matched: dict[str, int] = {}
         for i, block in enumerate(hashes):
             workers = self._workers_by_block.get(block)
@@ -60,10 +65,12 @@ class PrefixIndex:
                 break  # a missing link: no worker can match past it
             for worker in workers:
                 matched[worker] = i + 1
+        self._last = (hashes, matched)
         return matched
 
     def record(self, hashes: Iterable[int], worker: str) -> None:
         """Remember that `worker` now holds every block of this chain (most recent first)."""
+        self._last = None
         by_block = self._workers_by_block
         for block in hashes:
             workers = by_block.get(block)
@@ -81,6 +88,7 @@ class PrefixIndex:
 
     def forget_worker(self, worker: str) -> None:
         """Drop a worker that left the fleet; its cache is gone with it."""
+        self._last = None
         empty: list[int] = []
         for block, workers in self._workers_by_block.items():
             if worker in workers:

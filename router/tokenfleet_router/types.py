@@ -22,8 +22,9 @@ class WorkerLoad:
     endpoint: Endpoint
     num_in_flight: int  # requests this router has sent and not finished
     tokens_in_flight: int  # this router's estimate of their prompt + output tokens
-    # Prompt tokens of those requests that have not sent their first token yet: the prefill queued
-    # ahead of a new request there, the work that decides its time to first token.
+    # The prefill queued ahead of a new request there, the work that decides its time to first
+    # token: the worker's reported count plus what this router sent since that poll, or, without
+    # reports, this router's requests that have not sent their first token yet (see load_view.py).
     prefill_tokens_in_flight: int = 0
     num_waiting: int = 0  # from the worker's last load report
     num_running: int = 0

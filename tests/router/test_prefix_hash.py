@@ -76,3 +76,14 @@ def test_forget_worker_removes_it_everywhere() -> None:
     assert index.match_lengths(chain) == {"w2": 1}
     index.forget_worker("w2")
     assert len(index) == 0
+
+
+def test_a_repeated_query_is_answered_again_after_the_index_changes() -> None:
+    index = PrefixIndex()
+    chain = block_hashes(b"x" * 64 * 5)
+    assert index.match_lengths(chain) == {}
+    index.record(chain, "w1")  # the same chain object, asked again: the remembered answer is stale
+    assert index.match_lengths(chain) == {"w1": 5}
+    assert index.match_lengths(chain) is index.match_lengths(chain)  # unchanged index: not walked again
+    index.forget_worker("w1")
+    assert index.match_lengths(chain) == {}

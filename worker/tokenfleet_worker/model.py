@@ -424,10 +424,7 @@ class DecoderModel(nn.Module):
                 if not module.small_gemm_rows and module.packed is not None:
                     module.drop_dense_weight()
         if self.lm_head is None and self.small_gemm_rows:  # the tied head reads the embedding table
-            table, packed = self.embed_tokens.weight, self.packed_head
-            self.small_gemm_rows = cpu_kernels.crossover_rows(
-                table, lambda x: F.linear(x, table) if packed is None else packed_linear(x, packed, None)
-            )
+            self.small_gemm_rows = cpu_kernels.crossover_rows(self.embed_tokens.weight, self.library_logits)
             found["tied head"] = self.small_gemm_rows
         return found
 
@@ -450,6 +447,10 @@ class DecoderModel(nn.Module):
             hidden, self.embed_tokens.weight, self.small_gemm_rows
         ):
             return cpu_kernels.small_linear(hidden, self.embed_tokens.weight, None)
+        return self.library_logits(hidden)
+
+    def library_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The tied head's product on oneDNN (packed) or torch's default GEMM, never the kernel."""
         if self.packed_head is not None:
             return packed_linear(hidden, self.packed_head, None).float()
         return F.linear(hidden, self.embed_tokens.weight).float()

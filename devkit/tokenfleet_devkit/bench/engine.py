@@ -162,6 +162,7 @@ def more_pairs(
     becomes the median of the pairs. One pair swings 10-20% on a shared VM as the machine's speed
     drifts; alternating which system goes first and taking the median cancels most of it."""
     ratios = [row["ratio_vs_vllm"]]
+    row["pairs"] = []
     for pair in range(2, args.vllm_pairs + 1):
         console.print(f"pair {pair} of {args.vllm_pairs}: vLLM CPU, then tokenfleet, mixed offline")
         vllm = run_vllm(
@@ -171,7 +172,6 @@ def more_pairs(
         ours = run_engine(engine, requests, online=False)
         del engine  # its KV cache, before the next vLLM reserves its own
         ratios.append(ratio(ours, vllm))
-        row.setdefault("pairs", [])
         row["pairs"].append({"tokenfleet": ours, "vllm": vllm})
     measured = sorted(r for r in ratios if r is not None)
     row["ratios_vs_vllm"] = ratios

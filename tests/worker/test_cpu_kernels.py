@@ -18,17 +18,34 @@ from tokenfleet_worker.runner import TorchRunner
 pytestmark = pytest.mark.skipif(cpu_kernels.library() is None, reason="no AVX2 or no C compiler here")
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 7, 16, 31, 32])
+@pytest.mark.parametrize("build", ["small_gemm", "small_gemm_avx2", "small_gemm_avx512"])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 13, 16, 31, 32])
 @pytest.mark.parametrize(("out_features", "in_features"), [(4, 8), (256, 768), (2052, 520)])
-def test_small_linear_matches_torch(rows: int, out_features: int, in_features: int) -> None:
+def test_small_linear_matches_torch(build: str, rows: int, out_features: int, in_features: int) -> None:
+    # Row counts cover every tile height of both builds and their remainders; 520 and 8 columns
+    # leave the AVX-512 build its masked half step.
+    if build not in ("small_gemm", *cpu_kernels.gemm_builds()):
+        pytest.skip(f"this CPU cannot run {build}")
     generator = torch.Generator().manual_seed(rows * 7 + out_features)
     x = torch.randn(rows, in_features, generator=generator)
     weight = torch.randn(out_features, in_features, generator=generator)
     bias = torch.randn(out_features, generator=generator)
     assert cpu_kernels.takes_linear(x, weight)
-    torch.testing.assert_close(cpu_kernels.small_linear(x, weight, None), x @ weight.T, rtol=1e-5, atol=1e-4)
-    with_bias = cpu_kernels.small_linear(x, weight, bias)
+    without = cpu_kernels.small_linear(x, weight, None, build)
+    torch.testing.assert_close(without, x @ weight.T, rtol=1e-5, atol=1e-4)
+    with_bias = cpu_kernels.small_linear(x, weight, bias, build)
     torch.testing.assert_close(with_bias, F.linear(x, weight, bias), rtol=1e-5, atol=1e-4)
+
+
+def test_the_default_build_is_the_widest_this_cpu_runs() -> None:
+    builds = cpu_kernels.gemm_builds()
+    if torch.backends.cpu.get_cpu_capability() == "AVX512":
+        assert builds == ("small_gemm_avx2", "small_gemm_avx512")
+    x, weight = torch.randn(5, 520), torch.randn(64, 520)
+    # The same code path gives the same bits; the two builds sum in different orders.
+    assert torch.equal(
+        cpu_kernels.small_linear(x, weight, None), cpu_kernels.small_linear(x, weight, None, builds[-1])
+    )
 
 
 def test_leading_dimensions_and_strided_input_are_kept() -> None:
@@ -77,6 +94,30 @@ def test_paged_decode_attention_matches_gathered_sdpa(sharpness: float) -> None:
     q = q * sharpness  # peaked: most weights underflow to zero in the softmax
     got = cpu_kernels.paged_decode_attention(q, k_cache, v_cache, tables, lens)
     torch.testing.assert_close(got, reference(q, k_cache, v_cache, tables, lens), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_paged_decode_attention_splits_few_sequences_across_threads(threads: int) -> None:
+    # Fewer sequences than threads: each sequence's KV heads are split among the threads (three
+    # threads split four KV heads unevenly, 1 + 1 + 2). Every sequence alone, and two together.
+    gen = torch.Generator().manual_seed(1)
+    k_cache, v_cache = (torch.randn(24, 4, 4, 16, generator=gen) for _ in range(2))
+    q = torch.randn(2, 8, 16, generator=gen)
+    tables = torch.stack([torch.randperm(24, generator=gen)[:10] for _ in range(2)])
+    lens = torch.tensor([37, 3])
+    want = reference(q, k_cache, v_cache, tables, lens)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for b in range(2):
+            got = cpu_kernels.paged_decode_attention(
+                q[b : b + 1], k_cache, v_cache, tables[b : b + 1], lens[b : b + 1]
+            )
+            torch.testing.assert_close(got, want[b : b + 1], atol=1e-5, rtol=1e-5)
+        got = cpu_kernels.paged_decode_attention(q, k_cache, v_cache, tables, lens)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_paged_decode_attention_reads_queries_in_place() -> None:
@@ -164,17 +205,27 @@ def test_runner_with_and_without_the_kernels_decodes_the_same(model_dir: Path) -
 
 
 def test_the_crossover_is_where_the_kernel_stops_winning() -> None:
-    weight = torch.randn(256, 768)
     spare = torch.empty(32, 256)
 
     def slow(x: torch.Tensor) -> torch.Tensor:
         time.sleep(0.003)  # far slower than reading 0.8 MB of weights
         return spare[: x.shape[0]]
 
-    assert cpu_kernels.crossover_rows(weight, slow, repeats=2) == cpu_kernels.MAX_ROWS
-    # A GEMM that answers instantly (a preallocated result) wins at once: the kernel takes no rows.
-    assert cpu_kernels.crossover_rows(weight, lambda x: spare[: x.shape[0]], repeats=2) == 0
-    assert cpu_kernels.crossover_rows(torch.randn(6, 768), slow, repeats=2) == 0  # a shape it does not tile
+    def instant(x: torch.Tensor) -> torch.Tensor:  # a preallocated result: the kernel cannot win
+        return spare[: x.shape[0]]
+
+    def losing_from_four_rows(x: torch.Tensor) -> torch.Tensor:
+        return slow(x) if x.shape[0] < 4 else instant(x)
+
+    products = [
+        cpu_kernels.Product("slow", torch.randn(256, 768), slow),
+        cpu_kernels.Product("slow", torch.randn(256, 768), slow),  # pooled with the first
+        cpu_kernels.Product("instant", torch.randn(256, 768), instant),
+        cpu_kernels.Product("from four", torch.randn(256, 768), losing_from_four_rows),
+        cpu_kernels.Product("untiled", torch.randn(6, 768), slow),  # a shape it does not tile
+    ]
+    found = cpu_kernels.crossover_rows(products, repeats=1)
+    assert found == {"slow": cpu_kernels.MAX_ROWS, "instant": 0, "from four": 2, "untiled": 0}
 
 
 def test_the_runner_measures_the_crossover_per_weight_shape(model_dir: Path) -> None:

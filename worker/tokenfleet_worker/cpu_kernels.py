@@ -9,7 +9,8 @@ context. `csrc/fused_ops.c` does the residual add + RMSNorm, rotary embedding + 
 SwiGLU of a layer in three calls where torch ran ~20 ops, each costing its dispatch at decode sizes.
 Prefill-sized products stay on oneDNN, which is faster there; prefill attention on SDPA.
 
-The kernels are plain C with OpenMP (float32, AVX2 + FMA), compiled on first use with the system C
+The kernels are plain C with OpenMP (float32, AVX2 + FMA; the product also in AVX-512, chosen at
+run time where the CPU has it), compiled on first use with the system C
 compiler into a cache folder (about a second) and called through ctypes: no torch headers, no build
 step at install. They link the `libgomp.so.1` torch has already loaded, so both share one thread
 pool. Where there is no compiler or no AVX2, `library()` is None and the model keeps torch's ops.
@@ -26,8 +27,9 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
-from functools import lru_cache, partial
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -43,15 +45,20 @@ FLAGS = ("-O3", "-mavx2", "-mfma", "-fno-math-errno", "-fopenmp", "-shared", "-f
 # The most rows the small-batch kernel ever takes: past it, its 4-row tiles re-read the weights
 # too often. Below it, where it beats the other GEMM depends on the CPU, so the runner measures the
 # crossover (`crossover_rows`): on AVX2-only AMD EPYC VMs the kernel won at every row count up to
-# 32 (1.25-1.8x oneDNN's packed GEMM at 1-16 rows); on an AVX-512 Xeon oneDNN's 16-wide kernels
-# won from 3-4 rows on, by up to 2x (both on a 100M Llama, Nov 2026).
+# 32 (1.25-1.8x oneDNN's packed GEMM at 1-16 rows); on an AVX-512 Xeon its AVX-512 build beat
+# oneDNN by 1.1-1.8x at 1-16 rows and tied at 32, on weights streamed from memory (100M Llama,
+# Nov 2026).
 MAX_ROWS = 32
 CROSSOVER_CANDIDATES = (1, 2, 4, 8, 16, 32)
 
 _POINTER = ctypes.c_void_p
 _INT = ctypes.c_int64
+_GEMM = ([_POINTER] * 4 + [_INT] * 3 + [ctypes.c_int], None)
 SIGNATURES = {
-    "small_gemm": ([_POINTER] * 4 + [_INT] * 3 + [ctypes.c_int], None),
+    "small_gemm": _GEMM,  # the widest build this CPU runs
+    "small_gemm_avx2": _GEMM,
+    "small_gemm_avx512": _GEMM,
+    "has_avx512": ([], ctypes.c_int),
     "paged_decode_attention": (
         [_POINTER, _INT, _POINTER, _POINTER, _POINTER, _INT, _POINTER, _POINTER]
         + [_INT] * 5
@@ -145,12 +152,20 @@ def loaded() -> ctypes.CDLL:
     return kernels
 
 
-def small_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x W^T + b on the small-batch kernel; the caller has checked `takes_linear`."""
+def gemm_builds() -> tuple[str, ...]:
+    """The builds of the product kernel this CPU can run, by their C names (`small_linear`'s `build`)."""
+    return ("small_gemm_avx2", *(("small_gemm_avx512",) if loaded().has_avx512() else ()))
+
+
+def small_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, build: str = "small_gemm"
+) -> torch.Tensor:
+    """x W^T + b on the small-batch kernel; the caller has checked `takes_linear`. `build` names
+    one of `gemm_builds()` (tests); by default the kernel picks the widest this CPU has."""
     rows = x.reshape(-1, x.shape[-1]).contiguous()
     bias = bias.contiguous() if bias is not None else None
     out = torch.empty((rows.shape[0], weight.shape[0]), dtype=torch.float32)
-    loaded().small_gemm(
+    getattr(loaded(), build)(
         rows.data_ptr(),
         weight.data_ptr(),
         bias.data_ptr() if bias is not None else None,
@@ -163,36 +178,69 @@ def small_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
-def _best_seconds(work: Callable[[], object], repeats: int) -> float:
-    work()  # warm: first-touch pages, thread pool start-up
-    best = math.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - started)
+@dataclass(frozen=True)
+class Product:
+    """One matrix product of a model step, for `crossover_rows`: the weight, the library GEMM that
+    otherwise runs it, and the key its timings are pooled and reported under (its shape)."""
+
+    key: str
+    weight: torch.Tensor
+    library: Callable[[torch.Tensor], torch.Tensor]
+
+
+def crossover_rows(products: Sequence[Product], repeats: int = 3) -> dict[str, int]:
+    """Per key, the most rows (of `CROSSOVER_CANDIDATES`) up to which `small_linear` beats the
+    library GEMM; 0 where it loses even at one row or cannot tile the shape.
+
+    Timed as a decode step runs them: a pass calls every product once, in order, so a model larger
+    than the cache reads each weight from memory, as in serving. Timing one weight over and over
+    keeps it in cache, where on an AVX-512 Xeon oneDNN won from 3-4 rows on; streamed, the kernel
+    won to 16-32. Kernel and library passes alternate (after one warm-up of each); a key compares
+    the best of `repeats` sums of its products' times, and its search ends at the first row count
+    it loses. About a second on a 100M model.
+    """
+    tiled = [p for p in products if takes_linear(torch.empty(1, p.weight.shape[1]), p.weight)]
+    found = {p.key: 0 for p in products}
+    still_winning = {p.key for p in tiled}
+    generator = torch.Generator().manual_seed(0)
+    for rows in CROSSOVER_CANDIDATES:
+        if not still_winning:
+            break
+        inputs = {p.weight.shape[1]: torch.randn(rows, p.weight.shape[1], generator=generator) for p in tiled}
+        ours, theirs = _alternating_passes(tiled, inputs, repeats)
+        for key in sorted(still_winning):
+            if ours[key] < theirs[key]:
+                found[key] = rows
+            else:
+                still_winning.discard(key)
+    return found
+
+
+def _alternating_passes(
+    products: Sequence[Product], inputs: dict[int, torch.Tensor], repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Best per-key seconds of a pass of the kernel and of the library, passes alternating."""
+    best: tuple[dict[str, float], dict[str, float]] = ({}, {})
+    for attempt in range(repeats + 1):  # the first round warms both: page faults, thread start-up
+        for side, run in enumerate((_kernel_product, _library_product)):
+            summed: dict[str, float] = {}
+            for product in products:
+                x = inputs[product.weight.shape[1]]
+                started = time.perf_counter()
+                run(product, x)
+                summed[product.key] = summed.get(product.key, 0.0) + time.perf_counter() - started
+            if attempt:
+                for key, seconds in summed.items():
+                    best[side][key] = min(best[side].get(key, math.inf), seconds)
     return best
 
 
-def crossover_rows(
-    weight: torch.Tensor, other: Callable[[torch.Tensor], torch.Tensor], repeats: int = 7
-) -> int:
-    """The most rows (of `CROSSOVER_CANDIDATES`) up to which `small_linear` beats `other` on `weight`.
+def _kernel_product(product: Product, x: torch.Tensor) -> torch.Tensor:
+    return small_linear(x, product.weight, None)
 
-    Candidates are timed in rising order (best of `repeats`) and the first one the kernel loses
-    ends the search; 0 when it loses even at one row. Takes well under a second on a 100M model's
-    largest product."""
-    if not takes_linear(torch.empty(1, weight.shape[1]), weight):
-        return 0
-    generator = torch.Generator().manual_seed(0)
-    won = 0
-    for rows in CROSSOVER_CANDIDATES:
-        x = torch.randn(rows, weight.shape[1], generator=generator)
-        ours = _best_seconds(partial(small_linear, x, weight, None), repeats)
-        theirs = _best_seconds(partial(other, x), repeats)
-        if ours >= theirs:
-            break
-        won = rows
-    return won
+
+def _library_product(product: Product, x: torch.Tensor) -> torch.Tensor:
+    return product.library(x)
 
 
 def paged_decode_attention(

@@ -414,18 +414,20 @@ class DecoderModel(nn.Module):
         """Measure per weight shape up to how many rows the small-batch kernel beats the library
         GEMM, and use it only there (after `use_small_gemm` and `pack_linears`). A product that the
         kernel never wins drops its dense weight again. Returns rows by shape, for the log."""
-        found: dict[str, int] = {}
-        for module in self.modules():
-            if isinstance(module, Linear) and module.small_gemm_rows:
-                key = "x".join(map(str, module.weight.shape))
-                if key not in found:
-                    found[key] = cpu_kernels.crossover_rows(module.weight, module.library_linear)
-                module.small_gemm_rows = found[key]
-                if not module.small_gemm_rows and module.packed is not None:
-                    module.drop_dense_weight()
+        linears = [m for m in self.modules() if isinstance(m, Linear) and m.small_gemm_rows]
+        products = [
+            cpu_kernels.Product("x".join(map(str, m.weight.shape)), m.weight, m.library_linear)
+            for m in linears
+        ]
         if self.lm_head is None and self.small_gemm_rows:  # the tied head reads the embedding table
-            self.small_gemm_rows = cpu_kernels.crossover_rows(self.embed_tokens.weight, self.library_logits)
-            found["tied head"] = self.small_gemm_rows
+            products.append(cpu_kernels.Product("tied head", self.embed_tokens.weight, self.library_logits))
+        found = cpu_kernels.crossover_rows(products)
+        for module, product in zip(linears, products, strict=False):
+            module.small_gemm_rows = found[product.key]
+            if not module.small_gemm_rows and module.packed is not None:
+                module.drop_dense_weight()
+        if "tied head" in found:
+            self.small_gemm_rows = found["tied head"]
         return found
 
     def pack_linears(self) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from tokenfleet_worker.batch import SampledToken, ScheduledSeq, StepBatch
 from tokenfleet_worker.cpu_kernels import MAX_ROWS as SMALL_GEMM_MAX_ROWS
+from tokenfleet_worker.cpu_kernels import gemm_builds
 from tokenfleet_worker.cpu_kernels import library as cpu_kernel_library
 from tokenfleet_worker.decode_graphs import DecodeGraphs
 from tokenfleet_worker.hf_config import ModelConfig
@@ -272,7 +273,7 @@ class TorchRunner:
             self.num_blocks * block_bytes,
             self.device,
             self.packed_weights,
-            self.cpu_kernels,
+            gemm_builds()[-1] if self.cpu_kernels else False,
             ",".join(f"{shape}:{rows}" for shape, rows in self.small_gemm_rows.items()) or "-",
         )
 

@@ -90,8 +90,10 @@ static void softmax(float *scores, int64_t n) {
  *
  * One task per sequence, reading each cache slot's heads together: a slot's Hkv * D floats are
  * contiguous, and a task per (sequence, KV head) reading a strided quarter of each slot stalled on
- * cache misses (measured 4x slower). Blocks are walked one by one: a 64-bit division per position
- * cost as much as the dot products. */
+ * cache misses (measured 4x slower). With fewer sequences than threads a sequence's KV heads are
+ * split into as many contiguous groups as keep every thread busy: batch-1 decode otherwise
+ * attended on one core. Blocks are walked one by one: a 64-bit division per position cost as much
+ * as the dot products. */
 int paged_decode_attention(const float *q, int64_t q_stride, const float *k_cache, const float *v_cache,
                            const int64_t *tables, int64_t table_stride, const int64_t *lens, float *out,
                            int64_t B, int64_t H, int64_t Hkv, int64_t D, int64_t block_size, float scale,
@@ -100,27 +102,33 @@ int paged_decode_attention(const float *q, int64_t q_stride, const float *k_cach
     const int64_t row = Hkv * D; /* floats in one cache slot */
     for (int64_t b = 0; b < B; b++)
         if (lens[b] < 1 || lens[b] > table_stride * block_size) return -2;
+    const int64_t wanted = B < threads ? threads / B : 1;
+    const int64_t splits = wanted < Hkv ? wanted : Hkv;
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t b = 0; b < B; b++) {
+    for (int64_t task = 0; task < B * splits; task++) {
+        const int64_t b = task / splits, part = task % splits;
+        const int64_t kv_lo = part * Hkv / splits, kv_hi = (part + 1) * Hkv / splits;
+        const int64_t h_lo = kv_lo * G, heads = (kv_hi - kv_lo) * G;
         const int64_t n = lens[b];
         const int64_t *table = tables + b * table_stride;
-        const float *qb = q + b * q_stride;
-        float *scores = malloc(sizeof(float) * H * n); /* [H, n] */
+        const float *qb = q + b * q_stride + h_lo * D;
+        float *scores = malloc(sizeof(float) * heads * n); /* [heads, n], from head h_lo on */
         if (!scores) {
             failed = 1;
             continue;
         }
         for (int64_t start = 0; start < n; start += block_size) {
-            const float *k = k_cache + table[start / block_size] * block_size * row;
+            const float *k = k_cache + table[start / block_size] * block_size * row + kv_lo * D;
             const int64_t count = n - start < block_size ? n - start : block_size;
             for (int64_t t = start; t < start + count; t++, k += row)
-                for (int64_t kv = 0, h = 0; kv < Hkv; kv++)
+                for (int64_t kv = 0, h = 0; kv < kv_hi - kv_lo; kv++)
                     for (int64_t g = 0; g < G; g++, h++) scores[h * n + t] = dot(qb + h * D, k + kv * D, D) * scale;
         }
-        for (int64_t h = 0; h < H; h++) softmax(scores + h * n, n);
-        for (int64_t h = 0; h < H; h++)
-            weighted_sum(scores + h * n, v_cache, table, n, block_size, row, (h / G) * D, D, out + (b * H + h) * D);
+        for (int64_t h = 0; h < heads; h++) softmax(scores + h * n, n);
+        for (int64_t h = 0; h < heads; h++)
+            weighted_sum(scores + h * n, v_cache, table, n, block_size, row, ((h_lo + h) / G) * D, D,
+                         out + (b * H + h_lo + h) * D);
         free(scores);
     }
     return failed ? -1 : 0;

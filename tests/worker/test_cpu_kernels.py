@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,20 +21,21 @@ pytestmark = pytest.mark.skipif(cpu_kernels.library() is None, reason="no AVX2 o
 
 @pytest.mark.parametrize("build", ["small_gemm", "small_gemm_avx2", "small_gemm_avx512"])
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 6, 7, 13, 16, 31, 32])
-@pytest.mark.parametrize(("out_features", "in_features"), [(4, 8), (256, 768), (2052, 520)])
+@pytest.mark.parametrize(("out_features", "in_features"), [(16, 8), (256, 768), (2080, 521)])
 def test_small_linear_matches_torch(build: str, rows: int, out_features: int, in_features: int) -> None:
-    # Row counts cover every tile height of both builds and their remainders; 520 and 8 columns
-    # leave the AVX-512 build its masked half step.
+    # Row counts cover every tile height of both builds and their remainders; 16 and 2080 outputs
+    # leave column groups of one and of two panels; 521 inputs are odd.
     if build not in ("small_gemm", *cpu_kernels.gemm_builds()):
         pytest.skip(f"this CPU cannot run {build}")
     generator = torch.Generator().manual_seed(rows * 7 + out_features)
     x = torch.randn(rows, in_features, generator=generator)
     weight = torch.randn(out_features, in_features, generator=generator)
     bias = torch.randn(out_features, generator=generator)
-    assert cpu_kernels.takes_linear(x, weight)
-    without = cpu_kernels.small_linear(x, weight, None, build)
+    panels = cpu_kernels.pack_panels(weight)
+    assert cpu_kernels.takes_linear(x, panels)
+    without = cpu_kernels.small_linear(x, panels, None, build)
     torch.testing.assert_close(without, x @ weight.T, rtol=1e-5, atol=1e-4)
-    with_bias = cpu_kernels.small_linear(x, weight, bias, build)
+    with_bias = cpu_kernels.small_linear(x, panels, bias, build)
     torch.testing.assert_close(with_bias, F.linear(x, weight, bias), rtol=1e-5, atol=1e-4)
 
 
@@ -41,35 +43,53 @@ def test_the_default_build_is_the_widest_this_cpu_runs() -> None:
     builds = cpu_kernels.gemm_builds()
     if torch.backends.cpu.get_cpu_capability() == "AVX512":
         assert builds == ("small_gemm_avx2", "small_gemm_avx512")
-    x, weight = torch.randn(5, 520), torch.randn(64, 520)
-    # The same code path gives the same bits; the two builds sum in different orders.
+    x, panels = torch.randn(5, 520), cpu_kernels.pack_panels(torch.randn(80, 520))
+    # The same code path gives the same bits; the two builds tile the sums differently.
     assert torch.equal(
-        cpu_kernels.small_linear(x, weight, None), cpu_kernels.small_linear(x, weight, None, builds[-1])
+        cpu_kernels.small_linear(x, panels, None), cpu_kernels.small_linear(x, panels, None, builds[-1])
     )
 
 
 def test_leading_dimensions_and_strided_input_are_kept() -> None:
     x = torch.randn(2, 3, 32)[:, :, :16]  # not contiguous
-    weight = torch.randn(8, 16)
-    out = cpu_kernels.small_linear(x, weight, None)
-    assert out.shape == (2, 3, 8)
+    weight = torch.randn(16, 16)
+    out = cpu_kernels.small_linear(x, cpu_kernels.pack_panels(weight), None)
+    assert out.shape == (2, 3, 16)
     torch.testing.assert_close(out, x @ weight.T, rtol=1e-5, atol=1e-5)
 
 
+def test_panels_are_made_from_any_layout_of_the_weight() -> None:
+    weight = torch.randn(24, 32)[:16]  # a view; its transpose's transpose is another
+    x = torch.randn(3, 32)
+    for view in (weight, weight.T.contiguous().T):
+        torch.testing.assert_close(
+            cpu_kernels.small_linear(x, cpu_kernels.pack_panels(view), None), x @ view.T
+        )
+
+
 @pytest.mark.parametrize(
-    ("x", "weight"),
-    [
-        (torch.randn(cpu_kernels.MAX_ROWS + 1, 16), torch.randn(8, 16)),  # prefill-sized: oneDNN's
-        (torch.randn(2, 12), torch.randn(8, 12)),  # in_features not a multiple of 8
-        (torch.randn(2, 16), torch.randn(6, 16)),  # out_features not a multiple of 4
-        (torch.randn(2, 16, dtype=torch.float64), torch.randn(8, 16, dtype=torch.float64)),
-        (torch.randn(2, 16), torch.randn(16, 8).T),  # a transposed view of the weight
-        (torch.randn(0, 16), torch.randn(8, 16)),
-    ],
-    ids=["many-rows", "k-tail", "n-tail", "float64", "weight-view", "no-rows"],
+    "weight",
+    [torch.randn(8, 16), torch.randn(24, 16), torch.randn(16, 16, dtype=torch.float64), torch.randn(16, 0)],
+    ids=["n-below-a-panel", "n-tail", "float64", "no-inputs"],
 )
-def test_shapes_the_kernel_does_not_tile_stay_on_torch(x: torch.Tensor, weight: torch.Tensor) -> None:
-    assert not cpu_kernels.takes_linear(x, weight)
+def test_weights_the_kernel_cannot_tile_are_refused(weight: torch.Tensor) -> None:
+    assert not cpu_kernels.can_tile(weight)
+    with pytest.raises(ValueError, match="cannot take"):
+        cpu_kernels.pack_panels(weight)
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        torch.randn(cpu_kernels.MAX_ROWS + 1, 16),  # prefill-sized: oneDNN's
+        torch.randn(0, 16),
+        torch.randn(2, 16, dtype=torch.float64),
+        torch.randn(2, 12),  # not the weight's width
+    ],
+    ids=["many-rows", "no-rows", "float64", "wrong-width"],
+)
+def test_inputs_the_kernel_does_not_take_stay_on_torch(x: torch.Tensor) -> None:
+    assert not cpu_kernels.takes_linear(x, cpu_kernels.pack_panels(torch.randn(16, 16)))
 
 
 def test_the_kernel_is_built_once_per_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -217,26 +237,29 @@ def test_the_crossover_is_where_the_kernel_stops_winning() -> None:
     def losing_from_four_rows(x: torch.Tensor) -> torch.Tensor:
         return slow(x) if x.shape[0] < 4 else instant(x)
 
+    def product(key: str, library: Callable[[torch.Tensor], torch.Tensor]) -> cpu_kernels.Product:
+        return cpu_kernels.Product(key, cpu_kernels.pack_panels(torch.randn(256, 768)), library)
+
     products = [
-        cpu_kernels.Product("slow", torch.randn(256, 768), slow),
-        cpu_kernels.Product("slow", torch.randn(256, 768), slow),  # pooled with the first
-        cpu_kernels.Product("instant", torch.randn(256, 768), instant),
-        cpu_kernels.Product("from four", torch.randn(256, 768), losing_from_four_rows),
-        cpu_kernels.Product("untiled", torch.randn(6, 768), slow),  # a shape it does not tile
+        product("slow", slow),
+        product("slow", slow),  # pooled with the first
+        product("instant", instant),
+        product("from four", losing_from_four_rows),
     ]
     found = cpu_kernels.crossover_rows(products, repeats=1)
-    assert found == {"slow": cpu_kernels.MAX_ROWS, "instant": 0, "from four": 2, "untiled": 0}
+    assert found == {"slow": cpu_kernels.MAX_ROWS, "instant": 0, "from four": 2}
 
 
 def test_the_runner_measures_the_crossover_per_weight_shape(model_dir: Path) -> None:
     runner = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=4 * 1024**2)
     linears = [m for m in runner.model.modules() if isinstance(m, Linear)]
     shapes = {"x".join(map(str, m.weight.shape)) for m in linears}
-    assert shapes <= set(runner.small_gemm_rows) and set(runner.small_gemm_rows) <= shapes | {"tied head"}
+    assert shapes == set(runner.small_gemm_rows) - {"tied head"}  # the tiny model's shapes all tile
     for module in linears:
         rows = runner.small_gemm_rows["x".join(map(str, module.weight.shape))]
         assert module.small_gemm_rows == rows and rows in (0, *cpu_kernels.CROSSOVER_CANDIDATES)
-        assert (module.weight.device.type == "meta") == (rows == 0)  # a dense copy only where it is read
+        assert (module.panels is None) == (rows == 0)  # the kernel's copy only where it is read
+        assert module.weight.is_meta and module.packed is not None  # oneDNN's copy replaces the dense
 
 
 def test_kernels_where_they_do_not_apply_are_an_error(model_dir: Path) -> None:

@@ -1,19 +1,20 @@
 """C kernels for the CPU decode step: a small-batch matrix product, paged decode attention and
 fused elementwise ops.
 
-A CPU decode step is bound by reading the weights once (at 1-32 rows) and by attention over scattered
-cache blocks. oneDNN (on packed weights) and MKL read weights at 40-65% of the bandwidth a plain
-reduction reaches on the AMD EPYC VMs we run on; `csrc/small_gemm.c` streams them at close to it.
+A CPU decode step is bound by reading the weights once (at 1-32 rows), by the FMAs past that, and
+by attention over scattered cache blocks. oneDNN (on packed weights) and MKL read weights at 40-65%
+of the bandwidth a plain reduction reaches on the AMD EPYC VMs we run on; `csrc/small_gemm.c`
+streams them, in its own panel layout (`pack_panels`), at close to it.
 `csrc/paged_decode.c` attends straight from the paged cache, with no gathered, padded copy of each
 context. `csrc/fused_ops.c` does the residual add + RMSNorm, rotary embedding + cache write and
 SwiGLU of a layer in three calls where torch ran ~20 ops, each costing its dispatch at decode sizes.
 Prefill-sized products stay on oneDNN, which is faster there; prefill attention on SDPA.
 
 The kernels are plain C with OpenMP (float32, AVX2 + FMA; the product also in AVX-512, chosen at
-run time where the CPU has it), compiled on first use with the system C
-compiler into a cache folder (about a second) and called through ctypes: no torch headers, no build
-step at install. They link the `libgomp.so.1` torch has already loaded, so both share one thread
-pool. Where there is no compiler or no AVX2, `library()` is None and the model keeps torch's ops.
+run time where the CPU has it), compiled on first use with the system C compiler into a cache
+folder (about a second) and called through ctypes: no torch headers, no build step at install.
+They link the `libgomp.so.1` torch has already loaded, so both share one thread pool. Where there
+is no compiler or no AVX2, `library()` is None and the model keeps torch's ops.
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ SOURCES = tuple(
 HEADERS = (Path(__file__).parent / "csrc" / "vector_exp.h",)  # part of the build's cache key
 # -fno-math-errno: sqrtf compiles to one instruction (no errno branch); expf comes from -lm.
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC")
-# The most rows the small-batch kernel ever takes: past it, its 4-row tiles re-read the weights
-# too often. Below it, where it beats the other GEMM depends on the CPU, so the runner measures the
-# crossover (`crossover_rows`): on AVX2-only AMD EPYC VMs the kernel won at every row count up to
-# 32 (1.25-1.8x oneDNN's packed GEMM at 1-16 rows); on an AVX-512 Xeon its AVX-512 build beat
-# oneDNN by 1.1-1.8x at 1-16 rows and tied at 32, on weights streamed from memory (100M Llama,
-# Nov 2026).
-MAX_ROWS = 32
-CROSSOVER_CANDIDATES = (1, 2, 4, 8, 16, 32)
+# The most rows the small-batch kernel ever takes: prefill chunks (hundreds of rows) are oneDNN's,
+# whose cache blocking the kernel does not do. Below it, where the kernel beats oneDNN depends on
+# the CPU, so the runner measures the crossover (`crossover_rows`): on AVX2-only AMD EPYC VMs the
+# earlier dot-product kernel won at every row count up to 32 (1.25-1.8x oneDNN at 1-16 rows); on
+# an AVX-512 Xeon the panel kernel won at every count up to 64 on weights streamed from memory
+# (1.2x at 32-48 rows; 100M Llama, Nov 2026).
+MAX_ROWS = 64
+CROSSOVER_CANDIDATES = (1, 2, 4, 8, 16, 32, 48, 64)
 
 _POINTER = ctypes.c_void_p
 _INT = ctypes.c_int64
@@ -129,20 +130,38 @@ def library() -> ctypes.CDLL | None:
     return loaded
 
 
-def takes_linear(x: torch.Tensor, weight: torch.Tensor, max_rows: int = MAX_ROWS) -> bool:
-    """Whether `small_linear` takes this product: CPU float32, at most `max_rows` (and `MAX_ROWS`)
-    rows, shapes the kernel tiles."""
-    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+PANEL = 16  # output columns side by side in the product kernel's weight layout (`pack_panels`)
+
+
+def can_tile(weight: torch.Tensor) -> bool:
+    """Whether the product kernel can take this weight, [out_features, in_features]: CPU float32,
+    out_features a multiple of `PANEL`, and the kernels built here."""
     return (
-        0 < rows <= min(max_rows, MAX_ROWS)
-        and x.dtype == torch.float32
+        weight.dim() == 2
         and weight.dtype == torch.float32
-        and x.device.type == "cpu"
-        and weight.shape[0] % 4 == 0
-        and weight.shape[1] % 8 == 0
-        and weight.is_contiguous()
+        and weight.device.type == "cpu"
+        and weight.shape[0] % PANEL == 0
+        and weight.shape[1] > 0
         and library() is not None
     )
+
+
+def pack_panels(weight: torch.Tensor) -> torch.Tensor:
+    """The weight in the product kernel's layout, [out/PANEL, in, PANEL]: for each input index the
+    PANEL outputs' weights side by side, so a tile reads each panel as one sequential stream."""
+    if not can_tile(weight):
+        raise ValueError(f"the CPU product kernel cannot take a {tuple(weight.shape)} {weight.dtype} weight")
+    out_features, in_features = weight.shape
+    return weight.detach().reshape(out_features // PANEL, PANEL, in_features).transpose(1, 2).contiguous()
+
+
+def takes_linear(x: torch.Tensor, panels: torch.Tensor, max_rows: int = MAX_ROWS) -> bool:
+    """Whether `small_linear` takes `x` against these panels (`pack_panels`): CPU float32 rows of
+    the panels' width, at least one and at most `max_rows` (and `MAX_ROWS`)."""
+    if x.shape[-1] != panels.shape[1]:
+        return False
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    return 0 < rows <= min(max_rows, MAX_ROWS) and x.dtype == torch.float32 and x.device.type == "cpu"
 
 
 def loaded() -> ctypes.CDLL:
@@ -158,39 +177,41 @@ def gemm_builds() -> tuple[str, ...]:
 
 
 def small_linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, build: str = "small_gemm"
+    x: torch.Tensor, panels: torch.Tensor, bias: torch.Tensor | None, build: str = "small_gemm"
 ) -> torch.Tensor:
-    """x W^T + b on the small-batch kernel; the caller has checked `takes_linear`. `build` names
-    one of `gemm_builds()` (tests); by default the kernel picks the widest this CPU has."""
+    """x W^T + b on the small-batch kernel, W given as `pack_panels(W)`; the caller has checked
+    `takes_linear`. `build` names one of `gemm_builds()` (tests); by default the kernel picks the
+    widest this CPU runs."""
     rows = x.reshape(-1, x.shape[-1]).contiguous()
     bias = bias.contiguous() if bias is not None else None
-    out = torch.empty((rows.shape[0], weight.shape[0]), dtype=torch.float32)
+    out_features = panels.shape[0] * PANEL
+    out = torch.empty((rows.shape[0], out_features), dtype=torch.float32)
     getattr(loaded(), build)(
         rows.data_ptr(),
-        weight.data_ptr(),
+        panels.data_ptr(),
         bias.data_ptr() if bias is not None else None,
         out.data_ptr(),
         rows.shape[0],
-        weight.shape[0],
-        weight.shape[1],
+        out_features,
+        rows.shape[1],
         torch.get_num_threads(),
     )
-    return out.reshape(*x.shape[:-1], weight.shape[0])
+    return out.reshape(*x.shape[:-1], out_features)
 
 
 @dataclass(frozen=True)
 class Product:
-    """One matrix product of a model step, for `crossover_rows`: the weight, the library GEMM that
-    otherwise runs it, and the key its timings are pooled and reported under (its shape)."""
+    """One matrix product of a model step, for `crossover_rows`: the weight in the kernel's panels,
+    the library GEMM that otherwise runs it, and the key its timings are pooled under (its shape)."""
 
     key: str
-    weight: torch.Tensor
+    panels: torch.Tensor
     library: Callable[[torch.Tensor], torch.Tensor]
 
 
 def crossover_rows(products: Sequence[Product], repeats: int = 3) -> dict[str, int]:
     """Per key, the most rows (of `CROSSOVER_CANDIDATES`) up to which `small_linear` beats the
-    library GEMM; 0 where it loses even at one row or cannot tile the shape.
+    library GEMM; 0 where it loses even at one row.
 
     Timed as a decode step runs them: a pass calls every product once, in order, so a model larger
     than the cache reads each weight from memory, as in serving. Timing one weight over and over
@@ -199,15 +220,16 @@ def crossover_rows(products: Sequence[Product], repeats: int = 3) -> dict[str, i
     the best of `repeats` sums of its products' times, and its search ends at the first row count
     it loses. About a second on a 100M model.
     """
-    tiled = [p for p in products if takes_linear(torch.empty(1, p.weight.shape[1]), p.weight)]
     found = {p.key: 0 for p in products}
-    still_winning = {p.key for p in tiled}
+    still_winning = {p.key for p in products}
     generator = torch.Generator().manual_seed(0)
     for rows in CROSSOVER_CANDIDATES:
         if not still_winning:
             break
-        inputs = {p.weight.shape[1]: torch.randn(rows, p.weight.shape[1], generator=generator) for p in tiled}
-        ours, theirs = _alternating_passes(tiled, inputs, repeats)
+        inputs = {
+            p.panels.shape[1]: torch.randn(rows, p.panels.shape[1], generator=generator) for p in products
+        }
+        ours, theirs = _alternating_passes(products, inputs, repeats)
         for key in sorted(still_winning):
             if ours[key] < theirs[key]:
                 found[key] = rows
@@ -225,7 +247,7 @@ def _alternating_passes(
         for side, run in enumerate((_kernel_product, _library_product)):
             summed: dict[str, float] = {}
             for product in products:
-                x = inputs[product.weight.shape[1]]
+                x = inputs[product.panels.shape[1]]
                 started = time.perf_counter()
                 run(product, x)
                 summed[product.key] = summed.get(product.key, 0.0) + time.perf_counter() - started
@@ -236,7 +258,7 @@ def _alternating_passes(
 
 
 def _kernel_product(product: Product, x: torch.Tensor) -> torch.Tensor:
-    return small_linear(x, product.weight, None)
+    return small_linear(x, product.panels, None)
 
 
 def _library_product(product: Product, x: torch.Tensor) -> torch.Tensor:

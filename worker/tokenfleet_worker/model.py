@@ -84,27 +84,33 @@ class Linear(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=dtype, device=device))
         self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype, device=device)) if bias else None
         self.packed: torch.Tensor | None = None  # the weight in oneDNN's layout, once `pack` ran
-        # Products of up to this many rows run on the CPU kernel (cpu_kernels.py), which reads
-        # `weight`; 0: never.
+        # The weight in the CPU product kernel's layout (cpu_kernels.pack_panels), which runs
+        # products of up to `small_gemm_rows` rows; 0: never.
+        self.panels: torch.Tensor | None = None
         self.small_gemm_rows = 0
 
-    def pack(self) -> None:
-        """Add the weight in oneDNN's blocked layout (CPU only); drop the dense copy unless the
-        small-batch kernel reads it.
+    def use_small_gemm(self, max_rows: int) -> None:
+        """Run products of up to `max_rows` rows on the CPU kernel, if it can take this weight."""
+        if max_rows and cpu_kernels.can_tile(self.weight):
+            self.panels = cpu_kernels.pack_panels(self.weight)
+            self.small_gemm_rows = max_rows
 
-        A dropped `weight` stays as a storage-less meta tensor of the same shape, so parameter counts
-        and byte accounting still hold.
+    def stop_small_gemm(self) -> None:
+        self.panels, self.small_gemm_rows = None, 0
+
+    def pack(self) -> None:
+        """Keep the weight in oneDNN's blocked layout (CPU only) in place of the dense one.
+
+        The dropped `weight` stays as a storage-less meta tensor of the same shape, so parameter
+        counts and byte accounting still hold.
         """
         self.packed = pack_weight(self.weight)
-        if not self.small_gemm_rows:
-            self.drop_dense_weight()
-
-    def drop_dense_weight(self) -> None:
         self.weight = nn.Parameter(torch.empty_like(self.weight, device="meta"), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.small_gemm_rows and cpu_kernels.takes_linear(x, self.weight, self.small_gemm_rows):
-            return cpu_kernels.small_linear(x, self.weight, self.bias)
+        panels = self.panels
+        if panels is not None and cpu_kernels.takes_linear(x, panels, self.small_gemm_rows):
+            return cpu_kernels.small_linear(x, panels, self.bias)
         return self.library_linear(x)
 
     def library_linear(self, x: torch.Tensor) -> torch.Tensor:
@@ -374,6 +380,7 @@ class DecoderModel(nn.Module):
                 config.hidden_size, config.vocab_size, bias=False, dtype=dtype, device=device
             )
         self.packed_head: torch.Tensor | None = None  # tied head in oneDNN's layout, once packed
+        self.panel_head: torch.Tensor | None = None  # tied head in the CPU kernel's, if it runs it
         self.small_gemm_rows = 0
         self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", rope_inverse_frequencies(config).to(device), persistent=False)
@@ -403,31 +410,37 @@ class DecoderModel(nn.Module):
         return self.norm.add_norm(hidden, residual, meta)[0]
 
     def use_small_gemm(self, max_rows: int = cpu_kernels.MAX_ROWS) -> None:
-        """Run products of up to `max_rows` rows on the CPU small-batch kernel (before
-        `pack_linears`, which then keeps the dense weights it reads: float32 weights twice in RAM)."""
-        self.small_gemm_rows = max_rows
+        """Run products of up to `max_rows` rows on the CPU small-batch kernel, on a copy of each
+        weight in its panel layout (float32 weights twice in RAM, beside `pack_linears`' copy)."""
         for module in self.modules():
             if isinstance(module, Linear):
-                module.small_gemm_rows = max_rows
+                module.use_small_gemm(max_rows)
+        if self.lm_head is None and max_rows and cpu_kernels.can_tile(self.embed_tokens.weight):
+            self.panel_head = cpu_kernels.pack_panels(self.embed_tokens.weight)
+            self.small_gemm_rows = max_rows
 
     def tune_small_gemm(self) -> dict[str, int]:
         """Measure per weight shape up to how many rows the small-batch kernel beats the library
         GEMM, and use it only there (after `use_small_gemm` and `pack_linears`). A product that the
-        kernel never wins drops its dense weight again. Returns rows by shape, for the log."""
-        linears = [m for m in self.modules() if isinstance(m, Linear) and m.small_gemm_rows]
-        products = [
-            cpu_kernels.Product("x".join(map(str, m.weight.shape)), m.weight, m.library_linear)
-            for m in linears
-        ]
-        if self.lm_head is None and self.small_gemm_rows:  # the tied head reads the embedding table
-            products.append(cpu_kernels.Product("tied head", self.embed_tokens.weight, self.library_logits))
+        kernel never wins drops its panels. Returns rows by shape, for the log."""
+        linears: list[Linear] = []
+        products: list[cpu_kernels.Product] = []
+        for module in self.modules():
+            if isinstance(module, Linear) and module.panels is not None:
+                key = "x".join(map(str, module.weight.shape))
+                linears.append(module)
+                products.append(cpu_kernels.Product(key, module.panels, module.library_linear))
+        if self.panel_head is not None:  # the tied head reads the embedding table
+            products.append(cpu_kernels.Product("tied head", self.panel_head, self.library_logits))
         found = cpu_kernels.crossover_rows(products)
         for module, product in zip(linears, products, strict=False):
             module.small_gemm_rows = found[product.key]
-            if not module.small_gemm_rows and module.packed is not None:
-                module.drop_dense_weight()
-        if "tied head" in found:
+            if not module.small_gemm_rows:
+                module.stop_small_gemm()
+        if self.panel_head is not None:
             self.small_gemm_rows = found["tied head"]
+            if not self.small_gemm_rows:
+                self.panel_head = None
         return found
 
     def pack_linears(self) -> None:
@@ -445,10 +458,9 @@ class DecoderModel(nn.Module):
         """float32 logits [n, vocab_size] for the given hidden states."""
         if self.lm_head is not None:
             return self.lm_head(hidden).float()
-        if self.small_gemm_rows and cpu_kernels.takes_linear(
-            hidden, self.embed_tokens.weight, self.small_gemm_rows
-        ):
-            return cpu_kernels.small_linear(hidden, self.embed_tokens.weight, None)
+        panels = self.panel_head
+        if panels is not None and cpu_kernels.takes_linear(hidden, panels, self.small_gemm_rows):
+            return cpu_kernels.small_linear(hidden, panels, None)
         return self.library_logits(hidden)
 
     def library_logits(self, hidden: torch.Tensor) -> torch.Tensor:

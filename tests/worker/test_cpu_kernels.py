@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tests.worker.paged_attention_interpret import random_case, reference
 from tests.worker.test_runner import BLOCK_SIZE, generate, prompts_of
 from tokenfleet_worker import cpu_kernels
-from tokenfleet_worker.model import Linear
+from tokenfleet_worker.model import DecoderLayer, Linear
 from tokenfleet_worker.runner import TorchRunner
 
 pytestmark = pytest.mark.skipif(cpu_kernels.library() is None, reason="no AVX2 or no C compiler here")
@@ -222,6 +222,47 @@ def test_runner_with_and_without_the_kernels_decodes_the_same(model_dir: Path) -
     assert generate(with_kernels, prompts, 10, together=False) == expected
     assert generate(with_kernels, prompts, 10, together=True, prefill_chunk=7) == expected
     assert len({tuple(tokens) for tokens in expected.values()}) > 1
+
+
+def test_one_call_layers_decode_as_the_op_by_op_kernels(model_dir: Path) -> None:
+    options = {
+        "block_size": BLOCK_SIZE,
+        "kv_cache_bytes": 4 * 1024**2,
+        "small_gemm_rows": cpu_kernels.MAX_ROWS,
+    }
+    one_call = TorchRunner(model_dir, **options)  # type: ignore[arg-type]
+    op_by_op = TorchRunner(model_dir, **options)  # type: ignore[arg-type]
+    assert one_call.cpu_decode_rows == cpu_kernels.MAX_ROWS  # every layer planned
+    op_by_op.model.cpu_decode_rows = 0
+    calls = 0
+    layer = one_call.model.layers[0]
+    assert isinstance(layer, DecoderLayer) and layer.cpu_decode is not None
+    planned = layer.cpu_decode
+
+    def counted(*args: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal calls
+        calls += 1
+        return planned(*args)  # type: ignore[arg-type]
+
+    layer.cpu_decode = counted  # type: ignore[assignment]
+    # Contexts across block edges; prefills chunked beside decodes take the op-by-op path.
+    prompts = prompts_of({0: 3, 1: 17, 2: 9, 3: 40}, one_call.vocab_size)
+    for together in (True, False):
+        assert generate(one_call, prompts, 8, together=together, prefill_chunk=7) == generate(
+            op_by_op, prompts, 8, together=together, prefill_chunk=7
+        )
+    assert calls >= 2 * 7  # the decode-only steps went through the one-call layers
+    for (k_one, v_one), (k_op, v_op) in zip(one_call.kv_caches, op_by_op.kv_caches, strict=True):
+        torch.testing.assert_close(k_one, k_op, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(v_one, v_op, rtol=1e-5, atol=1e-5)
+
+
+def test_a_layer_with_a_product_off_the_kernel_stays_op_by_op(model_dir: Path) -> None:
+    runner = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=4 * 1024**2, small_gemm_rows=8)
+    layer = runner.model.layers[1]
+    assert isinstance(layer, DecoderLayer) and runner.cpu_decode_rows == 8
+    layer.mlp.down_proj.stop_small_gemm()
+    assert runner.model.plan_cpu_decode(runner.kv_caches, BLOCK_SIZE) == 0 and layer.cpu_decode is None
 
 
 def test_the_crossover_is_where_the_kernel_stops_winning() -> None:

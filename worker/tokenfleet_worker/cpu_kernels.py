@@ -8,7 +8,9 @@ streams them, in its own panel layout (`pack_panels`), at close to it.
 `csrc/paged_decode.c` attends straight from the paged cache, with no gathered, padded copy of each
 context. `csrc/fused_ops.c` does the residual add + RMSNorm, rotary embedding + cache write and
 SwiGLU of a layer in three calls where torch ran ~20 ops, each costing its dispatch at decode sizes.
-Prefill-sized products stay on oneDNN, which is faster there; prefill attention on SDPA.
+`csrc/decode_layer.c` strings them together so a decode-only step costs one call a layer
+(`DecodeLayer`). Prefill-sized products stay on oneDNN, which is faster there; prefill attention
+on SDPA.
 
 The kernels are plain C with OpenMP (float32, AVX2 + FMA; the product also in AVX-512, chosen at
 run time where the CPU has it), compiled on first use with the system C compiler into a cache
@@ -38,7 +40,8 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCES = tuple(
-    Path(__file__).parent / "csrc" / name for name in ("small_gemm.c", "paged_decode.c", "fused_ops.c")
+    Path(__file__).parent / "csrc" / name
+    for name in ("small_gemm.c", "paged_decode.c", "fused_ops.c", "decode_layer.c")
 )
 HEADERS = (Path(__file__).parent / "csrc" / "vector_exp.h",)  # part of the build's cache key
 # -fno-math-errno: sqrtf compiles to one instruction (no errno branch); expf comes from -lm.
@@ -55,6 +58,22 @@ CROSSOVER_CANDIDATES = (1, 2, 4, 8, 16, 32, 48, 64)
 _POINTER = ctypes.c_void_p
 _INT = ctypes.c_int64
 _GEMM = ([_POINTER] * 4 + [_INT] * 3 + [ctypes.c_int], None)
+
+
+class LayerPlan(ctypes.Structure):
+    """`layer_plan` of csrc/decode_layer.c: what a layer's one-call decode reads every step."""
+
+    _fields_ = [
+        *((name, ctypes.c_void_p) for name in ("qkv", "qkv_bias", "o", "o_bias", "gate_up", "down")),
+        *((name, ctypes.c_void_p) for name in ("input_norm", "post_norm", "k_cache", "v_cache")),
+        *((name, ctypes.c_int64) for name in ("hidden", "intermediate", "heads", "kv_heads")),
+        *((name, ctypes.c_int64) for name in ("head_dim", "block_size")),
+        ("eps", ctypes.c_float),
+        ("scale", ctypes.c_float),
+    ]
+
+
+_PLAN = ctypes.POINTER(LayerPlan)
 SIGNATURES = {
     "small_gemm": _GEMM,  # the widest build this CPU runs
     "small_gemm_avx2": _GEMM,
@@ -72,6 +91,8 @@ SIGNATURES = {
         [_POINTER, _INT] + [_POINTER] * 5 + [_INT] * 4 + [ctypes.c_int],
         None,
     ),
+    "decode_layer": ([_PLAN] + [_POINTER] * 8 + [_INT, _POINTER, _INT, ctypes.c_int], ctypes.c_int),
+    "decode_layer_scratch": ([_PLAN, _INT], _INT),
 }
 
 
@@ -386,6 +407,67 @@ def rope_and_cache(
         head_dim,
         torch.get_num_threads(),
     )
+
+
+class Scratch:
+    """One float32 buffer the layers of a step take turns to use, grown to the largest asked for."""
+
+    def __init__(self) -> None:
+        self.buffer = torch.empty(0)
+
+    def get(self, floats: int) -> torch.Tensor:
+        if self.buffer.numel() < floats:
+            self.buffer = torch.empty(floats)
+        return self.buffer
+
+
+class DecodeLayer:
+    """A decoder layer's part of a decode step as one C call (csrc/decode_layer.c): norms, the four
+    products on the panel kernel, rotary embedding and cache write, paged attention and SwiGLU.
+
+    `tensors` are the ones `plan` points into, kept alive here; `rows` is the most decodes it takes
+    (the fewest rows any of its products runs on the kernel)."""
+
+    def __init__(self, plan: LayerPlan, tensors: list[torch.Tensor], rows: int, scratch: Scratch) -> None:
+        self.plan, self.tensors, self.rows, self.scratch = plan, tensors, rows, scratch
+        self.plan_ref = ctypes.pointer(plan)
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        residual: torch.Tensor | None,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        slots: torch.Tensor,
+        tables: torch.Tensor,
+        lens: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the MLP's output, the residual stream), as DecoderLayer.forward returns them. x, residual:
+        [T, hidden]; cos, sin: [T, 1, head_dim]; slots, lens: [T] and tables [T, blocks], int64.
+        All contiguous; the caller has checked T <= rows."""
+        kernels, rows = loaded(), x.shape[0]
+        out = torch.empty_like(x)
+        scratch = self.scratch.get(kernels.decode_layer_scratch(self.plan_ref, rows))
+        status = kernels.decode_layer(
+            self.plan_ref,
+            x.data_ptr(),
+            residual.data_ptr() if residual is not None else None,
+            out.data_ptr(),
+            scratch.data_ptr(),
+            cos.data_ptr(),
+            sin.data_ptr(),
+            slots.data_ptr(),
+            tables.data_ptr(),
+            tables.stride(0),
+            lens.data_ptr(),
+            rows,
+            torch.get_num_threads(),
+        )
+        if status == -2:
+            raise ValueError("context_lens must lie in [1, max_blocks * block_size]")
+        if status != 0:
+            raise MemoryError("paged_decode_attention could not allocate its score buffers")
+        return out, x if residual is None else residual
 
 
 def main() -> int:

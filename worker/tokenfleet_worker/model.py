@@ -338,6 +338,42 @@ class DecoderLayer(nn.Module):
             config.hidden_size, config.rms_norm_eps, dtype=dtype, device=device
         )
         self.mlp = MLP(config, dtype=dtype, device=device)
+        self.cpu_decode: cpu_kernels.DecodeLayer | None = None  # see `plan_cpu_decode`
+
+    def plan_cpu_decode(self, kv_cache: KVCache, block_size: int, scratch: cpu_kernels.Scratch) -> None:
+        """Run this layer's decode steps as one C call where all four products run on the CPU
+        kernel (after `DecoderModel.tune_small_gemm`); else leave it op by op."""
+        attention, mlp = self.self_attn, self.mlp
+        products = (attention.qkv_proj, attention.o_proj, mlp.gate_up_proj, mlp.down_proj)
+        panels = [linear.panels for linear in products]
+        if any(p is None for p in panels) or any(linear.bias is not None for linear in products[2:]):
+            self.cpu_decode = None
+            return
+        norms = (self.input_layernorm, self.post_attention_layernorm)
+        tensors = [
+            *(p for p in panels if p is not None),
+            *(b for b in (attention.qkv_proj.bias, attention.o_proj.bias) if b is not None),
+            *(norm.weight for norm in norms),
+            *kv_cache,
+        ]
+
+        def address(tensor: torch.Tensor | None) -> int | None:
+            return None if tensor is None else tensor.data_ptr()
+
+        plan = cpu_kernels.LayerPlan(
+            *map(address, (panels[0], attention.qkv_proj.bias, panels[1], attention.o_proj.bias)),
+            *map(address, (panels[2], panels[3], norms[0].weight, norms[1].weight, *kv_cache)),
+            self.input_layernorm.weight.shape[0],
+            mlp.intermediate_size,
+            attention.num_heads,
+            attention.num_kv_heads,
+            attention.head_dim,
+            block_size,
+            self.input_layernorm.eps,
+            attention.head_dim**-0.5,
+        )
+        rows = min(linear.small_gemm_rows for linear in products)
+        self.cpu_decode = cpu_kernels.DecodeLayer(plan, tensors, rows, scratch)
 
     def forward(
         self,
@@ -382,6 +418,7 @@ class DecoderModel(nn.Module):
         self.packed_head: torch.Tensor | None = None  # tied head in oneDNN's layout, once packed
         self.panel_head: torch.Tensor | None = None  # tied head in the CPU kernel's, if it runs it
         self.small_gemm_rows = 0
+        self.cpu_decode_rows = 0  # decode steps of up to this many rows run a C call a layer
         self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", rope_inverse_frequencies(config).to(device), persistent=False)
 
@@ -405,9 +442,37 @@ class DecoderModel(nn.Module):
         hidden = self.embed_tokens(input_ids)
         cos, sin = self.rope(positions, hidden.dtype)
         residual: torch.Tensor | None = None
-        for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
-            hidden, residual = layer(hidden, residual, cos, sin, kv_cache, meta)
+        group = meta.decode_groups[0] if meta.decode_groups else None
+        if (
+            meta.use_cpu_kernels
+            and hidden.shape[0] <= self.cpu_decode_rows
+            and not meta.prefills
+            and group is not None
+            and group.block_tables is not None
+            and group.context_lens is not None
+        ):  # a decode-only step in one paged group: one C call a layer (DecoderLayer.plan_cpu_decode)
+            slots = meta.slot_mapping.to(torch.int64).contiguous()
+            tables = group.block_tables.to(torch.int64).contiguous()
+            lens = group.context_lens.to(torch.int64).contiguous()
+            for layer in self.layers:
+                assert isinstance(layer, DecoderLayer) and layer.cpu_decode is not None
+                hidden, residual = layer.cpu_decode(hidden, residual, cos, sin, slots, tables, lens)
+        else:
+            for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
+                hidden, residual = layer(hidden, residual, cos, sin, kv_cache, meta)
         return self.norm.add_norm(hidden, residual, meta)[0]
+
+    def plan_cpu_decode(self, kv_caches: list[KVCache], block_size: int) -> int:
+        """Plan each layer's one-call CPU decode (after `tune_small_gemm`) and return how many
+        decodes a step may have to take it: 0 unless every layer can."""
+        scratch = cpu_kernels.Scratch()
+        rows = []
+        for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
+            assert isinstance(layer, DecoderLayer)
+            layer.plan_cpu_decode(kv_cache, block_size, scratch)
+            rows.append(layer.cpu_decode.rows if layer.cpu_decode is not None else 0)
+        self.cpu_decode_rows = min(rows, default=0)
+        return self.cpu_decode_rows
 
     def use_small_gemm(self, max_rows: int = cpu_kernels.MAX_ROWS) -> None:
         """Run products of up to `max_rows` rows on the CPU small-batch kernel, on a copy of each

@@ -419,6 +419,7 @@ class DecoderModel(nn.Module):
         self.panel_head: torch.Tensor | None = None  # tied head in the CPU kernel's, if it runs it
         self.small_gemm_rows = 0
         self.cpu_decode_rows = 0  # decode steps of up to this many rows run a C call a layer
+        self.cpu_decode_caches: list[KVCache] | None = None  # the caches those calls write
         self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", rope_inverse_frequencies(config).to(device), persistent=False)
 
@@ -446,6 +447,7 @@ class DecoderModel(nn.Module):
         if (
             meta.use_cpu_kernels
             and hidden.shape[0] <= self.cpu_decode_rows
+            and kv_caches is self.cpu_decode_caches
             and not meta.prefills
             and group is not None
             and group.block_tables is not None
@@ -472,6 +474,7 @@ class DecoderModel(nn.Module):
             layer.plan_cpu_decode(kv_cache, block_size, scratch)
             rows.append(layer.cpu_decode.rows if layer.cpu_decode is not None else 0)
         self.cpu_decode_rows = min(rows, default=0)
+        self.cpu_decode_caches = kv_caches
         return self.cpu_decode_rows
 
     def use_small_gemm(self, max_rows: int = cpu_kernels.MAX_ROWS) -> None:

@@ -224,6 +224,17 @@ def test_runner_with_and_without_the_kernels_decodes_the_same(model_dir: Path) -
     assert len({tuple(tokens) for tokens in expected.values()}) > 1
 
 
+class CountedCalls:
+    """A layer's one-call decode that counts its calls (a spy: it runs the real one)."""
+
+    def __init__(self, inner: cpu_kernels.DecodeLayer) -> None:
+        self.inner, self.rows, self.calls = inner, inner.rows, 0
+
+    def __call__(self, *args: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.calls += 1
+        return self.inner(*args)  # type: ignore[arg-type]
+
+
 def test_one_call_layers_decode_as_the_op_by_op_kernels(model_dir: Path) -> None:
     options = {
         "block_size": BLOCK_SIZE,
@@ -232,26 +243,17 @@ def test_one_call_layers_decode_as_the_op_by_op_kernels(model_dir: Path) -> None
     }
     one_call = TorchRunner(model_dir, **options)  # type: ignore[arg-type]
     op_by_op = TorchRunner(model_dir, **options)  # type: ignore[arg-type]
-    assert one_call.cpu_decode_rows == cpu_kernels.MAX_ROWS  # every layer planned
-    op_by_op.model.cpu_decode_rows = 0
-    calls = 0
-    layer = one_call.model.layers[0]
-    assert isinstance(layer, DecoderLayer) and layer.cpu_decode is not None
-    planned = layer.cpu_decode
-
-    def counted(*args: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        nonlocal calls
-        calls += 1
-        return planned(*args)  # type: ignore[arg-type]
-
-    layer.cpu_decode = counted  # type: ignore[assignment]
+    assert one_call.model.cpu_decode_rows == cpu_kernels.MAX_ROWS  # every layer planned
+    op_by_op.model.cpu_decode_layers = []
+    counted = CountedCalls(one_call.model.cpu_decode_layers[0])
+    one_call.model.cpu_decode_layers[0] = counted  # type: ignore[call-overload]
     # Contexts across block edges; prefills chunked beside decodes take the op-by-op path.
     prompts = prompts_of({0: 3, 1: 17, 2: 9, 3: 40}, one_call.vocab_size)
     for together in (True, False):
         assert generate(one_call, prompts, 8, together=together, prefill_chunk=7) == generate(
             op_by_op, prompts, 8, together=together, prefill_chunk=7
         )
-    assert calls >= 2 * 7  # the decode-only steps went through the one-call layers
+    assert counted.calls >= 2 * 7  # the decode-only steps went through the one-call layers
     for (k_one, v_one), (k_op, v_op) in zip(one_call.kv_caches, op_by_op.kv_caches, strict=True):
         torch.testing.assert_close(k_one, k_op, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(v_one, v_op, rtol=1e-5, atol=1e-5)
@@ -260,13 +262,14 @@ def test_one_call_layers_decode_as_the_op_by_op_kernels(model_dir: Path) -> None
 def test_a_layer_with_a_product_off_the_kernel_stays_op_by_op(model_dir: Path) -> None:
     runner = TorchRunner(model_dir, block_size=BLOCK_SIZE, kv_cache_bytes=4 * 1024**2, small_gemm_rows=8)
     layer = runner.model.layers[1]
-    assert isinstance(layer, DecoderLayer) and runner.cpu_decode_rows == 8
+    assert isinstance(layer, DecoderLayer) and runner.model.cpu_decode_rows == 8
     layer.mlp.down_proj.stop_small_gemm()
     assert runner.model.plan_cpu_decode(runner.kv_caches, BLOCK_SIZE) == 0 and layer.cpu_decode is None
+    assert runner.model.cpu_decode_layers == []
 
 
 def test_the_crossover_is_where_the_kernel_stops_winning() -> None:
-    spare = torch.empty(32, 256)
+    spare = torch.empty(cpu_kernels.MAX_ROWS, 256)
 
     def slow(x: torch.Tensor) -> torch.Tensor:
         time.sleep(0.003)  # far slower than reading 0.8 MB of weights

@@ -237,9 +237,9 @@ def crossover_rows(products: Sequence[Product], repeats: int = 3) -> dict[str, i
     Timed as a decode step runs them: a pass calls every product once, in order, so a model larger
     than the cache reads each weight from memory, as in serving. Timing one weight over and over
     keeps it in cache, where on an AVX-512 Xeon oneDNN won from 3-4 rows on; streamed, the kernel
-    won to 16-32. Kernel and library passes alternate (after one warm-up of each); a key compares
+    won to 16-64. Kernel and library passes alternate (after one warm-up of each); a key compares
     the best of `repeats` sums of its products' times, and its search ends at the first row count
-    it loses. About a second on a 100M model.
+    it loses. About 2 s on a 100M model.
     """
     found = {p.key: 0 for p in products}
     still_winning = {p.key for p in products}
@@ -329,11 +329,16 @@ def paged_decode_attention(
         1.0 / math.sqrt(head_dim),
         torch.get_num_threads(),
     )
+    check_attention_status(status)
+    return out
+
+
+def check_attention_status(status: int) -> None:
+    """Raise for a nonzero status of the C paged attention (also returned by `decode_layer`)."""
     if status == -2:
         raise ValueError("context_lens must lie in [1, max_blocks * block_size]")
     if status != 0:
         raise MemoryError("paged_decode_attention could not allocate its score buffers")
-    return out
 
 
 def check_rows(*tensors: torch.Tensor) -> None:
@@ -431,6 +436,8 @@ class DecodeLayer:
     def __init__(self, plan: LayerPlan, tensors: list[torch.Tensor], rows: int, scratch: Scratch) -> None:
         self.plan, self.tensors, self.rows, self.scratch = plan, tensors, rows, scratch
         self.plan_ref = ctypes.pointer(plan)
+        # Asked once: the scratch a decode needs grows linearly with the rows.
+        self.scratch_per_row = loaded().decode_layer_scratch(self.plan_ref, 1)
 
     def __call__(
         self,
@@ -447,7 +454,7 @@ class DecodeLayer:
         All contiguous; the caller has checked T <= rows."""
         kernels, rows = loaded(), x.shape[0]
         out = torch.empty_like(x)
-        scratch = self.scratch.get(kernels.decode_layer_scratch(self.plan_ref, rows))
+        scratch = self.scratch.get(self.scratch_per_row * rows)
         status = kernels.decode_layer(
             self.plan_ref,
             x.data_ptr(),
@@ -463,10 +470,7 @@ class DecodeLayer:
             rows,
             torch.get_num_threads(),
         )
-        if status == -2:
-            raise ValueError("context_lens must lie in [1, max_blocks * block_size]")
-        if status != 0:
-            raise MemoryError("paged_decode_attention could not allocate its score buffers")
+        check_attention_status(status)
         return out, x if residual is None else residual
 
 

@@ -418,8 +418,10 @@ class DecoderModel(nn.Module):
         self.packed_head: torch.Tensor | None = None  # tied head in oneDNN's layout, once packed
         self.panel_head: torch.Tensor | None = None  # tied head in the CPU kernel's, if it runs it
         self.small_gemm_rows = 0
-        self.cpu_decode_rows = 0  # decode steps of up to this many rows run a C call a layer
-        self.cpu_decode_caches: list[KVCache] | None = None  # the caches those calls write
+        # Each layer's one-call CPU decode, when every layer has one (`plan_cpu_decode`), and the
+        # caches they write; a decode step of up to `cpu_decode_rows` rows runs on them.
+        self.cpu_decode_layers: list[cpu_kernels.DecodeLayer] = []
+        self.cpu_decode_caches: list[KVCache] | None = None
         self.inv_freq: torch.Tensor
         self.register_buffer("inv_freq", rope_inverse_frequencies(config).to(device), persistent=False)
 
@@ -443,37 +445,47 @@ class DecoderModel(nn.Module):
         hidden = self.embed_tokens(input_ids)
         cos, sin = self.rope(positions, hidden.dtype)
         residual: torch.Tensor | None = None
-        group = meta.decode_groups[0] if meta.decode_groups else None
-        if (
-            meta.use_cpu_kernels
-            and hidden.shape[0] <= self.cpu_decode_rows
-            and kv_caches is self.cpu_decode_caches
-            and not meta.prefills
-            and group is not None
-            and group.block_tables is not None
-            and group.context_lens is not None
-        ):  # a decode-only step in one paged group: one C call a layer (DecoderLayer.plan_cpu_decode)
+        group = self.one_call_decode_group(hidden.shape[0], kv_caches, meta)
+        if group is not None:
+            assert group.block_tables is not None and group.context_lens is not None
             slots = meta.slot_mapping.to(torch.int64).contiguous()
             tables = group.block_tables.to(torch.int64).contiguous()
             lens = group.context_lens.to(torch.int64).contiguous()
-            for layer in self.layers:
-                assert isinstance(layer, DecoderLayer) and layer.cpu_decode is not None
-                hidden, residual = layer.cpu_decode(hidden, residual, cos, sin, slots, tables, lens)
+            for decode_layer in self.cpu_decode_layers:
+                hidden, residual = decode_layer(hidden, residual, cos, sin, slots, tables, lens)
         else:
             for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
                 hidden, residual = layer(hidden, residual, cos, sin, kv_cache, meta)
         return self.norm.add_norm(hidden, residual, meta)[0]
 
+    @property
+    def cpu_decode_rows(self) -> int:
+        """The most decodes a step may have to run one C call a layer; 0: never."""
+        return min((layer.rows for layer in self.cpu_decode_layers), default=0)
+
+    def one_call_decode_group(
+        self, num_tokens: int, kv_caches: list[KVCache], meta: AttentionMetadata
+    ) -> DecodeGroup | None:
+        """The step's decode group when it can run one C call a layer: CPU kernels, decodes only,
+        in one paged group, no more rows than every layer's plan takes, on the planned caches."""
+        if not (meta.use_cpu_kernels and kv_caches is self.cpu_decode_caches) or meta.prefills:
+            return None
+        if len(meta.decode_groups) != 1 or num_tokens > self.cpu_decode_rows:
+            return None
+        group = meta.decode_groups[0]
+        return group if group.block_tables is not None and group.context_lens is not None else None
+
     def plan_cpu_decode(self, kv_caches: list[KVCache], block_size: int) -> int:
         """Plan each layer's one-call CPU decode (after `tune_small_gemm`) and return how many
         decodes a step may have to take it: 0 unless every layer can."""
         scratch = cpu_kernels.Scratch()
-        rows = []
+        planned = []
         for layer, kv_cache in zip(self.layers, kv_caches, strict=True):
             assert isinstance(layer, DecoderLayer)
             layer.plan_cpu_decode(kv_cache, block_size, scratch)
-            rows.append(layer.cpu_decode.rows if layer.cpu_decode is not None else 0)
-        self.cpu_decode_rows = min(rows, default=0)
+            planned.append(layer.cpu_decode)
+        complete = all(p is not None for p in planned)
+        self.cpu_decode_layers = [p for p in planned if p is not None] if complete else []
         self.cpu_decode_caches = kv_caches
         return self.cpu_decode_rows
 
@@ -501,7 +513,7 @@ class DecoderModel(nn.Module):
         if self.panel_head is not None:  # the tied head reads the embedding table
             products.append(cpu_kernels.Product("tied head", self.panel_head, self.library_logits))
         found = cpu_kernels.crossover_rows(products)
-        for module, product in zip(linears, products, strict=False):
+        for module, product in zip(linears, products, strict=False):  # (the tied head is last)
             module.small_gemm_rows = found[product.key]
             if not module.small_gemm_rows:
                 module.stop_small_gemm()

@@ -251,9 +251,8 @@ class TorchRunner:
             )
         # With decode graphs one spare block past the managed ones absorbs the padding rows' writes.
         self.kv_caches = self.allocate_kv_cache(self.num_blocks + (1 if decode_graphs else 0))
-        self.cpu_decode_rows = (
-            self.model.plan_cpu_decode(self.kv_caches, block_size) if self.cpu_kernels else 0
-        )
+        if self.cpu_kernels:
+            self.model.plan_cpu_decode(self.kv_caches, block_size)
         self.decode_graphs: DecodeGraphs | None = None
         # CUDA's caching allocator already reuses gather outputs; on CPU each would page-fault in.
         self.gather_workspace = GatherWorkspace() if self.device.type == "cpu" else None

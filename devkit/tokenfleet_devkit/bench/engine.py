@@ -282,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         "bandwidth_gb_s": bandwidth / 1e9,
         "read_bandwidth_gb_s": measured["read_bytes_per_s"] / 1e9,
         "copy_bandwidth_gb_s": measured["copy_bytes_per_s"] / 1e9,
-        "kernel_read_bandwidth_gb_s": measured.get("kernel_bytes_per_s", 0.0) / 1e9 or None,
+        "kernel_read_bandwidth_gb_s": (
+            measured["kernel_bytes_per_s"] / 1e9 if "kernel_bytes_per_s" in measured else None
+        ),
         "decode_graphs": graphs,
         "paged_attention": paged,
         "fused_kernels": fused,

@@ -95,11 +95,20 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
         trace_path(MOONCAKE_CONVERSATION)
     except TraceMissing as e:
         pytest.skip(str(e))
-    assert main(["--smoke", "--no-overhead", "--results", str(tmp_path)]) == 0
+    assert main(["--smoke", "--no-overhead", "--requests", "200", "--results", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "router.json").read_text())
+    assert "mooncake 200" in results["scaling"]
     at80 = results["results"]["mooncake"]["0.8"]
     assert set(at80) == {"round-robin", "least-load", "prefix-affinity"}
     assert at80["prefix-affinity"]["prefix_hit_rate"] > at80["round-robin"]["prefix_hit_rate"]
     assert {t["target"] for t in results["targets"]} >= {"prefix-affinity hit rate >= 85% of ideal"}
     floor = results["ttft_floor_s"]["mooncake"]
     assert 0 < floor["p95"] <= at80["prefix-affinity"]["ttft_s"]["p95"]
+
+
+def test_requests_must_be_positive() -> None:
+    from tokenfleet_devkit.bench.router import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--requests", "0", "--no-overhead"])
+    assert exit_info.value.code == 2

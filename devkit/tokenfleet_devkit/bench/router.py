@@ -148,8 +148,8 @@ def check_targets(
     return checks
 
 
-def load_traces(smoke: bool, console: Console) -> dict[str, list[TraceRecord]]:
-    count = 300 if smoke else 3000
+def load_traces(count: int | None, console: Console) -> dict[str, list[TraceRecord]]:
+    """Each trace whole, or its first `count` requests."""
     traces: dict[str, list[TraceRecord]] = {}
     for name, loader in (("mooncake", load_mooncake), ("azure-code", load_azure_code)):
         try:
@@ -157,7 +157,7 @@ def load_traces(smoke: bool, console: Console) -> dict[str, list[TraceRecord]]:
         except TraceMissing as e:
             console.print(f"[yellow]skipping {name}: {e}[/yellow]")
             continue
-        traces[name] = records[:count]
+        traces[name] = records if count is None else records[:count]
     return traces
 
 
@@ -177,11 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="replay only the first N requests of each trace (default: whole traces; smoke 300)",
+    )
     args = parser.parse_args(argv)
+    if args.requests is not None and args.requests < 1:
+        parser.error("--requests must be at least 1")
     console = Console(width=max(Console().width, 140))
     model = FleetModel(num_workers=args.workers or (4 if args.smoke else 8), cache_blocks=args.cache_blocks)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    traces = load_traces(args.smoke, console)
+    traces = load_traces(args.requests or (300 if args.smoke else None), console)
     if not traces:
         # Traces live beside the repository, never in it: without them there is nothing to replay.
         console.print("[yellow]no traces found: benchmark skipped (set TOKENFLEET_TRACES)[/yellow]")
@@ -193,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         results[trace] = {}
         floors[trace] = floor_summary(records, model)
         for load in LOADS:
+            console.print(f"[dim]{trace}: {len(records)} requests at {load:.0%} of capacity[/dim]")
             scaled = at_load(records, model, load)
             results[trace][str(load)] = {
                 name: summarize(simulate(scaled, name, model, args.seed), scaled) for name in strategies
@@ -221,10 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"{'[green]met[/green]' if ok else '[red]missed[/red]'}  {text}: {value}")
     args.results.mkdir(parents=True, exist_ok=True)
     out = args.results / "router.json"
-    num_requests = len(next(iter(traces.values())))
-    scaling = (
-        f"arrival times rescaled to each load; first {num_requests} requests of each trace; lengths unscaled"
-    )
+    counts = ", ".join(f"{name} {len(records)}" for name, records in traces.items())
+    scaling = f"arrival times rescaled to each load; requests replayed: {counts}; lengths unscaled"
     out.write_text(
         json.dumps(
             {

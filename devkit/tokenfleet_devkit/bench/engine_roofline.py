@@ -19,6 +19,7 @@ from tokenfleet_worker.batch import SamplingParams, ScheduledSeq, StepBatch
 from tokenfleet_worker.runner import TorchRunner
 
 MODES = ("eager", "graphs", "paged", "fused", "lookahead")
+ROUNDS = 3  # rounds of decode steps timed; the best round's mean counts
 
 
 def best_seconds(device: torch.device, work: Callable[[], object], repeats: int) -> float:
@@ -98,7 +99,8 @@ def decode_roofline(
         step_s = timed_decode_steps(runner, batch_size, context=context, steps=steps)
     config = runner.config
     kv_bytes_per_token = 2 * config.num_layers * config.kv_size * runner.dtype.itemsize
-    bytes_per_step = weight_bytes_per_step(runner) + batch_size * (context + steps // 2) * kv_bytes_per_token
+    mean_context = context + steps * ROUNDS // 2
+    bytes_per_step = weight_bytes_per_step(runner) + batch_size * mean_context * kv_bytes_per_token
     bound_s = bytes_per_step / bandwidth
     return {
         "batch_size": batch_size,
@@ -136,10 +138,15 @@ def decode_mode(runner: TorchRunner, mode: str) -> Iterator[None]:
         graphs.paged_kernel, graphs.fused_kernels, graphs.lookahead = saved
 
 
-def timed_decode_steps(runner: TorchRunner, batch_size: int, *, context: int, steps: int) -> float:
-    """Mean seconds of a decode step of `batch_size` sequences at about `context` tokens each."""
+def timed_decode_steps(
+    runner: TorchRunner, batch_size: int, *, context: int, steps: int, repeats: int = ROUNDS
+) -> float:
+    """Seconds of a decode step of `batch_size` sequences at about `context` tokens each: the best of
+    `repeats` rounds' means over `steps` steps. Best-of, as the bandwidth it is compared with is:
+    on a shared VM noise only ever adds time, and a mean over one round against a best-of bound
+    read the same build anywhere from 70% to 83% of the bound in one afternoon."""
     greedy = SamplingParams(temperature=0.0)
-    blocks_per_seq = (context + steps + runner.block_size) // runner.block_size + 1
+    blocks_per_seq = (context + steps * repeats + runner.block_size) // runner.block_size + 1
     if batch_size * blocks_per_seq > runner.num_blocks:
         raise ValueError(f"KV cache of {runner.num_blocks} blocks is too small for batch {batch_size}")
     tables = [tuple(range(i * blocks_per_seq, (i + 1) * blocks_per_seq)) for i in range(batch_size)]
@@ -157,9 +164,12 @@ def timed_decode_steps(runner: TorchRunner, batch_size: int, *, context: int, st
     step(0)  # warm-up (and, with graphs, the capture of this bucket)
     if runner.device.type == "cuda":
         torch.cuda.synchronize(runner.device)
-    started = time.perf_counter()
-    for k in range(1, steps + 1):
-        step(k)
-    if runner.device.type == "cuda":
-        torch.cuda.synchronize(runner.device)
-    return (time.perf_counter() - started) / steps
+    best = float("inf")
+    for round_index in range(repeats):
+        started = time.perf_counter()
+        for k in range(1, steps + 1):
+            step(round_index * steps + k)
+        if runner.device.type == "cuda":
+            torch.cuda.synchronize(runner.device)
+        best = min(best, (time.perf_counter() - started) / steps)
+    return best

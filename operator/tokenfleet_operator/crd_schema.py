@@ -102,6 +102,14 @@ def accelerator_schema() -> Schema:
                 "Cost of one worker pod per hour, in any currency.", minimum=0, maximum=10000
             ),
             "maxReplicas": integer("Most worker pods of this variant.", 0, 10000),
+            "tokensPerSecond": number(
+                "Tokens a second one worker pod processes at full load, as benchmarked (`tokenfleet bench "
+                "engine` on this hardware). Ranks the variant by cost per token until its pods have been "
+                "measured; without it an unmeasured variant is assumed as fast as the measured ones.",
+                minimum=0,
+                exclusiveMinimum=True,
+                maximum=1e9,
+            ),
             "device": enum("Device the worker computes on; cpu for development fleets.", r.DEVICES, "cuda"),
             "nodeSelector": {
                 "type": "object",

@@ -3,8 +3,18 @@
 Cost per million tokens of a variant = hourly cost / (tokens per second per replica x 3600) x 1e6.
 Measured throughput follows demand, so a lightly loaded replica looks expensive; the per-replica figure is
 therefore divided by how busy the replica is (the larger of KV usage and batch fill) to estimate what
-it delivers when full. Below 5 % busy the estimate means nothing and the variant is ranked by hourly
-cost alone, as if all variants had the same throughput.
+it delivers when full. Below 5 % busy the estimate means nothing.
+
+A variant is ranked by its newest measurement in the history, not only the latest snapshot: the
+placement removes the dearer variant first, so the latest snapshot soon has no replica of it, and an
+unmeasured variant looked as fast as the measured one. A cheap-by-the-hour, slow accelerator then
+won every ranking and took the whole fleet (in the simulator, ServeGen on H100 + L40S ran 899 L40S
+hours for 139 H100 hours' work, 2.3x the dollars). A declared `tokensPerSecond` (a benchmark of the
+workload on that accelerator) takes precedence over measurement: the full-load figure extrapolated
+from a replica 5-50% busy swings with the load and, on a KV- or latency-bound accelerator, promises
+load the SLO never lets it take (with only memory, that ServeGen mix still ran 50 L40S hours and cost
+17% more than H100 alone). Undeclared and never measured, a variant is ranked as if it were as fast
+as the ranked ones.
 
 Capacity is added on the cheapest variant that can take it (not blocked as unschedulable, under its own
 maxReplicas, within the budget) and removed from the most expensive one first.
@@ -12,7 +22,7 @@ maxReplicas, within the budget) and removed from the most expensive one first.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tokenfleet_operator.resource import InferenceDeploymentSpec
@@ -75,17 +85,27 @@ def variant_cost_per_million_tokens(
     return spec.accelerator(name).hourly_cost / (throughput * 3600.0) * 1e6
 
 
-def rank_by_cost(spec: InferenceDeploymentSpec, snap: FleetSnapshot) -> tuple[str, ...]:
-    """Variant names, cheapest per token first; unmeasured variants are compared by hourly cost."""
-    estimates = {a.name: variant_cost_per_million_tokens(spec, snap, a.name) for a in spec.accelerators}
-    measured = [e for e in estimates.values() if e is not None]
-    # Scale hourly costs onto the measured ones so measured and unmeasured variants compare fairly.
-    per_dollar = None
-    if measured:
-        pairs = [
-            (estimates[a.name], a.hourly_cost) for a in spec.accelerators if estimates[a.name] is not None
-        ]
-        per_dollar = sum(e for e, _ in pairs if e is not None) / max(sum(c for _, c in pairs), 1e-12)
+def cost_estimates(
+    spec: InferenceDeploymentSpec, history: Sequence[FleetSnapshot]
+) -> dict[str, float | None]:
+    """Per variant, cost per million tokens at full load: from its declared throughput, else its
+    newest measurement in `history`; None when neither exists."""
+    estimates: dict[str, float | None] = {}
+    for acc in spec.accelerators:
+        if acc.tokens_per_second is not None:
+            estimates[acc.name] = acc.hourly_cost / (acc.tokens_per_second * 3600.0) * 1e6
+            continue
+        measured = (variant_cost_per_million_tokens(spec, snap, acc.name) for snap in reversed(history))
+        estimates[acc.name] = next((e for e in measured if e is not None), None)
+    return estimates
+
+
+def rank_by_cost(spec: InferenceDeploymentSpec, history: Sequence[FleetSnapshot]) -> tuple[str, ...]:
+    """Variant names, cheapest per token first (`cost_estimates`); variants with no estimate are
+    compared by hourly cost, scaled onto the estimated ones."""
+    estimates = cost_estimates(spec, history)
+    pairs = [(e, a.hourly_cost) for a in spec.accelerators if (e := estimates[a.name]) is not None]
+    per_dollar = sum(e for e, _ in pairs) / max(sum(c for _, c in pairs), 1e-12) if pairs else None
 
     def key(index_and_name: tuple[int, str]) -> tuple[float, float, int]:
         index, name = index_and_name

@@ -261,7 +261,7 @@ def decide(
         total = min(total, auto.max_replicas)
 
     blocked = {} if is_stale else blocked_variants(spec, history, now)
-    ranking = placement.rank_by_cost(spec, latest)
+    ranking = placement.rank_by_cost(spec, history)
     # Pods of a blocked variant that never got scheduled are not capacity: hand them to the next variant.
     start = dict(previous)
     for name, pending in blocked.items():
@@ -307,7 +307,7 @@ def fixed_decision(
     latest = history[-1] if history else FleetSnapshot(time=now, is_stale=True)
     is_stale = _is_stale(history, spec, now)
     blocked = {} if is_stale else blocked_variants(spec, history, now)
-    ranking = placement.rank_by_cost(spec, latest)
+    ranking = placement.rank_by_cost(spec, history)
     placed = placement.place(spec, previous, total, ranking, frozenset(blocked), floor=0)
     limits = list(placed.limits)
     limits += [

@@ -79,6 +79,9 @@ class AcceleratorSpec:
     max_replicas: int | None = None  # None: only the fleet-wide maxReplicas applies
     node_selector: tuple[tuple[str, str], ...] = ()
     device: str = "cuda"  # what the worker computes on; cpu for development fleets
+    # Tokens a second one replica processes at full load, as benchmarked: ranks this variant by cost
+    # per token until its replicas have been measured. None: assume the throughput of the measured ones.
+    tokens_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,13 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _positive_or_none(value: Any, path: str) -> float | None:
+    number = _optional_float(value)
+    if number is not None and number <= 0:
+        raise InvalidSpec(f"{path} must be positive; got {value!r}")
+    return number
+
+
 def _parse_model(raw: Mapping[str, Any]) -> ModelSpec:
     if not raw.get("name") or not raw.get("uri"):
         raise InvalidSpec("spec.model.name and spec.model.uri are required")
@@ -210,6 +220,9 @@ def _parse_accelerators(raw: Any) -> tuple[AcceleratorSpec, ...]:
                     sorted((str(k), str(v)) for k, v in item.get("nodeSelector", {}).items())
                 ),
                 device=_choice(item.get("device", "cuda"), DEVICES, f"spec.accelerators[{i}].device"),
+                tokens_per_second=_positive_or_none(
+                    item.get("tokensPerSecond"), f"spec.accelerators[{i}].tokensPerSecond"
+                ),
             )
         )
     names = [a.name for a in result]

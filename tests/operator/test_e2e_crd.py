@@ -89,6 +89,11 @@ INVALID: list[tuple[str, list[Mutation], str]] = [
         "spec.autoscaling.minReplicas",
     ),
     ("max-replicas-zero", [_set("spec.autoscaling.maxReplicas", 0)], "spec.autoscaling.maxReplicas"),
+    (
+        "declared-throughput-zero",
+        [_set("spec.accelerators.0.tokensPerSecond", 0)],
+        "spec.accelerators[0].tokensPerSecond",
+    ),
     ("unknown-mode", [_set("spec.autoscaling.mode", "auto")], "spec.autoscaling.mode"),
     (
         "prometheus-without-url",

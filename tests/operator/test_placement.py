@@ -12,7 +12,7 @@ from tokenfleet_operator.placement import (
     rank_by_cost,
     variant_cost_per_million_tokens,
 )
-from tokenfleet_operator.resource import InferenceDeploymentSpec, parse_spec
+from tokenfleet_operator.resource import InferenceDeploymentSpec, InvalidSpec, parse_spec
 from tokenfleet_operator.snapshot import FleetSnapshot, VariantSnapshot
 
 pytestmark = pytest.mark.unit
@@ -44,12 +44,60 @@ def test_cost_per_million_tokens() -> None:
     # h100 at full load: 4000 tok/s per replica; a100 at half load: 500 -> 1000 tok/s when full.
     assert variant_cost_per_million_tokens(s, snap, "h100") == pytest.approx(4.0 / (4000 * 3600) * 1e6)
     assert variant_cost_per_million_tokens(s, snap, "a100") == pytest.approx(2.0 / (1000 * 3600) * 1e6)
-    assert rank_by_cost(s, snap) == ("h100", "a100")
+    assert rank_by_cost(s, [snap]) == ("h100", "a100")
     assert fleet_cost_per_million_tokens(s, FleetSnapshot(time=0)) is None
 
 
 def test_unmeasured_variants_rank_by_hourly_cost() -> None:
-    assert rank_by_cost(spec(), FleetSnapshot(time=0)) == ("a100", "h100")
+    assert rank_by_cost(spec(), [FleetSnapshot(time=0)]) == ("a100", "h100")
+    assert rank_by_cost(spec(), []) == ("a100", "h100")
+
+
+def _busy(name: str, ready: int, tokens_per_second: float) -> VariantSnapshot:
+    return VariantSnapshot(
+        name=name, ready=ready, kv_usage=1.0, generation_tokens_per_second=tokens_per_second
+    )
+
+
+def test_a_variant_keeps_its_newest_measurement_after_its_replicas_are_gone() -> None:
+    # h100: 4000 tok/s for $4 (1000 per $); a100: 500 tok/s for $2 (250 per $). Once the h100s are
+    # removed, the latest snapshot measures only the a100, which must still rank second.
+    measured_both = FleetSnapshot(time=0, variants=(_busy("h100", 1, 4000), _busy("a100", 1, 500)))
+    only_a100 = FleetSnapshot(time=5, variants=(_busy("a100", 2, 1000),))
+    assert rank_by_cost(spec(), [only_a100]) == ("a100", "h100")  # h100 unmeasured: assumed as fast
+    assert rank_by_cost(spec(), [measured_both, only_a100]) == ("h100", "a100")
+    # The newest measurement wins: the a100 got faster per replica later.
+    faster = FleetSnapshot(time=10, variants=(_busy("a100", 1, 3000),))
+    assert rank_by_cost(spec(), [measured_both, only_a100, faster]) == ("a100", "h100")
+
+
+def test_declared_throughput_ranks_a_variant_measured_or_not() -> None:
+    declared = parse_spec(
+        {
+            "model": {"name": "chat", "uri": "pvc://m/x"},
+            "accelerators": [
+                {"name": "h100", "hourlyCost": 4.0, "tokensPerSecond": 4000},
+                {"name": "a100", "hourlyCost": 2.0, "tokensPerSecond": 500},
+            ],
+        }
+    )
+    assert rank_by_cost(declared, []) == ("h100", "a100")
+    # The declaration holds against an extrapolated measurement (an a100 a quarter busy "would" do 4000).
+    measured = FleetSnapshot(
+        time=0, variants=(VariantSnapshot("a100", ready=1, kv_usage=0.25, generation_tokens_per_second=1000),)
+    )
+    assert rank_by_cost(declared, [measured]) == ("h100", "a100")
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_declared_throughput_must_be_positive(value: float) -> None:
+    with pytest.raises(InvalidSpec, match=r"spec.accelerators\[0\].tokensPerSecond must be positive"):
+        parse_spec(
+            {
+                "model": {"name": "chat", "uri": "pvc://m/x"},
+                "accelerators": [{"name": "h100", "hourlyCost": 4.0, "tokensPerSecond": value}],
+            }
+        )
 
 
 def test_place_adds_cheapest_first_and_removes_most_expensive_first() -> None:

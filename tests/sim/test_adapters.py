@@ -33,6 +33,9 @@ def test_fleet_spec_is_parsed_by_the_operator_and_merges_overrides() -> None:
     assert auto.targets.kv_cache_utilization == 0.8  # the operator's default survives the merge
     assert auto.metrics.interval_seconds == 10 and auto.metrics.profile == "vllm"
     assert auto.min_replicas == 0 and auto.scale_to_zero_after_seconds is not None
+    assert [a.tokens_per_second for a in spec.accelerators] == [None, None]
+    declared = fleet_spec([VariantPrice("h100", 4.0, 16, tokens_per_second=25_000.0)])
+    assert declared.accelerator("h100").tokens_per_second == 25_000.0
 
 
 def _observe(now: float, ready: int, waiting: float) -> Observation:

@@ -86,6 +86,19 @@ def test_oracle_plan_covers_each_minutes_work() -> None:
         oracle.plan(demand, 0.0)
 
 
+def test_full_load_throughput_is_the_demands_busy_time_or_the_kv_limit() -> None:
+    # Same rates as above: a 6000 + 1000 request keeps a replica busy 6 + 1 = 7 s.
+    roomy = LinearModel("t", 0.0, 0.001, 0.0, kv_capacity_tokens=10**9)
+    requests = [SimRequest(i, 0.0, 6000, 1000) for i in range(4)]
+    assert oracle.full_load_tokens_per_second(requests, roomy, 2048) == pytest.approx(7000 / 7.0)
+    # A small KV cache binds: each request holds (6000 + 500) tokens for 1000 steps of 64 ms.
+    tight = LinearModel("t", 0.0, 0.001, 0.0, kv_capacity_tokens=40_000)
+    kv_seconds = 4 * 6500 * 1000 * 0.064 / 40_000
+    assert kv_seconds > 4 * 7.0
+    assert oracle.full_load_tokens_per_second(requests, tight, 2048) == pytest.approx(4 * 7000 / kv_seconds)
+    assert oracle.full_load_tokens_per_second([], roomy, 2048) == 0.0
+
+
 def test_oracle_with_cold_start_orders_each_minute_early_and_keeps_it_to_the_minutes_end() -> None:
     plan = baselines.ColdStartSchedule("g", [2, 5, 1], cold_start_s=45.0)
     assert not plan.is_cold_start_free

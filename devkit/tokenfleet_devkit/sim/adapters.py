@@ -101,6 +101,9 @@ class VariantPrice:
     name: str
     hourly_cost: float
     max_replicas: int
+    tokens_per_second: float | None = (
+        None  # declared full-load throughput (spec.accelerators[].tokensPerSecond)
+    )
 
 
 def fleet_spec(
@@ -129,12 +132,19 @@ def fleet_spec(
         {
             "model": {"name": "sim", "uri": "sim://model"},
             "engine": {"backend": "sim", "maxNumSeqs": max_num_seqs, "maxBatchedTokens": max_batched_tokens},
-            "accelerators": [
-                {"name": v.name, "hourlyCost": v.hourly_cost, "maxReplicas": v.max_replicas} for v in variants
-            ],
+            "accelerators": [_accelerator(v) for v in variants],
             "autoscaling": auto,
         }
     )
+
+
+def _accelerator(variant: VariantPrice) -> dict[str, Any]:
+    declared = {} if variant.tokens_per_second is None else {"tokensPerSecond": variant.tokens_per_second}
+    return {
+        "name": variant.name,
+        "hourlyCost": variant.hourly_cost,
+        "maxReplicas": variant.max_replicas,
+    } | declared
 
 
 class OperatorPolicy:

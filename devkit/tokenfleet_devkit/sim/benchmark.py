@@ -8,13 +8,14 @@ baselines' search grids a scale. Runs before the oracle (static) report no lag: 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tokenfleet_devkit.sim import baselines, oracle
 from tokenfleet_devkit.sim.fleet import SimConfig, VariantSetup
 from tokenfleet_devkit.sim.metrics import worst_lag
 from tokenfleet_devkit.sim.perf_model import gpu_model
+from tokenfleet_devkit.sim.request import SimRequest
 from tokenfleet_devkit.sim.runs import (
     Bench,
     Run,
@@ -125,16 +126,28 @@ def _tokenfleet(variants: tuple[VariantSetup, ...], scenario: Scenario, override
     return lambda: tokenfleet_policy(variants, scenario.slo, scenario.interval_s, overrides)
 
 
+def declared(variant: VariantSetup, requests: list[SimRequest], max_batched_tokens: int) -> VariantSetup:
+    """The variant with the full-load throughput a benchmark of this workload on it would report, as
+    users declare it (spec.accelerators[].tokensPerSecond) so that the policy can rank an accelerator
+    it has not measured yet."""
+    rate = oracle.full_load_tokens_per_second(requests, variant.perf, max_batched_tokens)
+    return replace(variant, tokens_per_second=round(rate, 1))
+
+
 def _mix(bench: Bench, scenario: Scenario, best_h100: Run | None) -> dict[str, Run]:
-    """tokenfleet on H100 only (already run), L40S only, and both with the cost-aware placement."""
+    """tokenfleet on H100 only (already run), L40S only, and both with the cost-aware placement; each
+    variant declares the full-load throughput `declared` gives it, as a user would from a benchmark."""
     setting = best_h100.setting if best_h100 else "queueDepthPerReplica=8"
     queue = float(setting.split("=")[1])
     overrides = {"targets": {"queueDepthPerReplica": queue}}
     runs: dict[str, Run] = {}
     if best_h100 is not None:
         runs["h100"] = best_h100
+    requests = to_requests(bench.records)
     for label, names in (("l40s", ("l40s",)), ("h100+l40s", ("h100", "l40s"))):
-        variants = tuple(_variant(n) for n in names)
+        variants = tuple(
+            declared(_variant(n), requests, bench.config.engine.max_batched_tokens) for n in names
+        )
         mixed = Bench(
             bench.records,
             bench.slo,
@@ -143,7 +156,9 @@ def _mix(bench: Bench, scenario: Scenario, best_h100: Run | None) -> dict[str, R
             bench.need_per_minute,
         )
         policy = tokenfleet_policy(variants, scenario.slo, scenario.interval_s, overrides)
-        runs[label] = mixed.run(policy, setting, {names[0]: bench.need_per_minute[0]})
+        rates = ", ".join(f"{v.name} {v.tokens_per_second:.0f}" for v in variants)
+        run_setting = f"{setting}; declared tok/s {rates}"
+        runs[label] = mixed.run(policy, run_setting, {names[0]: bench.need_per_minute[0]})
     return runs
 
 

@@ -33,6 +33,8 @@ class VariantSetup:
     max_replicas: int = 64
     # Measured cold starts differ pod to pod: when given, the k-th replica added takes the k-th (cycling).
     cold_starts_s: tuple[float, ...] = ()
+    # Declared to the policy as spec.accelerators[].tokensPerSecond (what a benchmark on it would say).
+    tokens_per_second: float | None = None
 
 
 @dataclass(frozen=True)

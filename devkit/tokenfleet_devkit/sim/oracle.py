@@ -22,13 +22,18 @@ REFERENCE_BATCH = 64
 REFERENCE_CONTEXT = 2048
 
 
+def _rates(perf: PerfModel, max_batched_tokens: int) -> tuple[float, float]:
+    """Prefill tokens per second in full chunks, and the decode step at the reference batch."""
+    prefill_rate = max_batched_tokens / perf.step_seconds(max_batched_tokens, max_batched_tokens)
+    return prefill_rate, perf.step_seconds(REFERENCE_BATCH, REFERENCE_BATCH * REFERENCE_CONTEXT)
+
+
 def demand_per_minute(
     requests: Sequence[SimRequest], perf: PerfModel, max_batched_tokens: int, horizon_s: float
 ) -> list[float]:
     """Replicas of full-efficiency work arriving in each minute (fractional)."""
     minutes = max(1, math.ceil(horizon_s / 60.0))
-    prefill_rate = max_batched_tokens / perf.step_seconds(max_batched_tokens, max_batched_tokens)
-    decode_step = perf.step_seconds(REFERENCE_BATCH, REFERENCE_BATCH * REFERENCE_CONTEXT)
+    prefill_rate, decode_step = _rates(perf, max_batched_tokens)
     busy = [0.0] * minutes
     kv = [0.0] * minutes
     for r in requests:
@@ -37,6 +42,22 @@ def demand_per_minute(
         kv[m] += (r.prompt_tokens + r.output_tokens / 2) * r.output_tokens * decode_step
     capacity = max(perf.kv_capacity_tokens, 1)
     return [max(b / 60.0, k / 60.0 / capacity) for b, k in zip(busy, kv, strict=True)]
+
+
+def full_load_tokens_per_second(
+    requests: Sequence[SimRequest], perf: PerfModel, max_batched_tokens: int
+) -> float:
+    """Prompt + output tokens a second one replica processes at full efficiency on these requests (the
+    same busy-time formula as the demand), or what its KV cache allows, whichever is less: what a
+    benchmark of the workload on that accelerator would report."""
+    prefill_rate, decode_step = _rates(perf, max_batched_tokens)
+    tokens = sum(r.prompt_tokens + r.output_tokens for r in requests)
+    busy = sum(
+        r.prompt_tokens / prefill_rate + r.output_tokens * decode_step / REFERENCE_BATCH for r in requests
+    )
+    kv = sum((r.prompt_tokens + r.output_tokens / 2) * r.output_tokens * decode_step for r in requests)
+    seconds = max(busy, kv / max(perf.kv_capacity_tokens, 1))
+    return tokens / seconds if seconds > 0 else 0.0
 
 
 def plan(demand: Sequence[float], utilisation: float, cap: int | None = None) -> list[int]:

@@ -148,7 +148,7 @@ def tokenfleet_policy(
     for key, value in (autoscaling or {}).items():
         merged[key] = {**merged.get(key, {}), **value} if isinstance(value, Mapping) else value
     spec = fleet_spec(
-        [VariantPrice(v.name, v.hourly_cost, v.max_replicas) for v in variants],
+        [VariantPrice(v.name, v.hourly_cost, v.max_replicas, v.tokens_per_second) for v in variants],
         interval_s=interval_s,
         max_num_seqs=(engine or EngineConfig()).max_num_seqs,
         max_batched_tokens=(engine or EngineConfig()).max_batched_tokens,

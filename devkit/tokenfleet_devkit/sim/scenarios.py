@@ -113,5 +113,6 @@ def scenarios(servegen_days: float = 2.0, smoke: bool = False) -> list[Scenario]
             lambda: _servegen(servegen_days),
             interval_s=10.0,
             search_points=2,
+            with_mix=True,
         ),
     ]

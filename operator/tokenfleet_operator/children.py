@@ -70,6 +70,8 @@ def worker_args(spec: InferenceDeploymentSpec, acc: AcceleratorSpec) -> list[str
     ]
     if spec.model.max_model_len is not None:
         options.append(("--max-model-len", spec.model.max_model_len))
+    if engine.decode_step_target_ms is not None:
+        options.append(("--decode-step-target-ms", f"{engine.decode_step_target_ms:g}"))
     args = [item for flag, value in options for item in (flag, str(value))]
     if not engine.prefix_caching:
         args.append("--no-prefix-caching")

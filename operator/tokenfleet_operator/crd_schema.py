@@ -61,6 +61,14 @@ def engine_schema() -> Schema:
                 1048576,
                 default=r.DEFAULT_MAX_BATCHED_TOKENS,
             ),
+            "decodeStepTargetMs": number(
+                "Target milliseconds of an engine step that carries decodes, i.e. the time per output "
+                "token to hold while prompts are prefilled: each worker learns its step time and cuts "
+                "prefill chunks to keep it (slower accelerators cut more). Unset: chunks fill "
+                "maxBatchedTokens.",
+                minimum=1,
+                maximum=60000,
+            ),
             "blockSize": enum("Tokens per KV-cache block.", r.BLOCK_SIZES, r.DEFAULT_BLOCK_SIZE),
             "prefixCaching": {
                 "type": "boolean",

@@ -68,6 +68,9 @@ class EngineSpec:
     block_size: int = DEFAULT_BLOCK_SIZE
     prefix_caching: bool = True
     drain_timeout_seconds: int = DEFAULT_DRAIN_TIMEOUT_SECONDS
+    # Target of a step that carries decodes; each worker cuts prefill chunks to keep it on its own
+    # hardware. None: chunks fill max_batched_tokens.
+    decode_step_target_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,9 @@ def _parse_engine(raw: Mapping[str, Any]) -> EngineSpec:
         block_size=int(raw.get("blockSize", DEFAULT_BLOCK_SIZE)),
         prefix_caching=bool(raw.get("prefixCaching", True)),
         drain_timeout_seconds=int(raw.get("drainTimeoutSeconds", DEFAULT_DRAIN_TIMEOUT_SECONDS)),
+        decode_step_target_ms=_positive_or_none(
+            raw.get("decodeStepTargetMs"), "spec.engine.decodeStepTargetMs"
+        ),
     )
 
 

@@ -73,6 +73,7 @@ def test_worker_pod_spec() -> None:
     assert args[args.index("--max-num-seqs") + 1] == "128"
     assert args[args.index("--max-model-len") + 1] == "8192"
     assert "--no-prefix-caching" not in args
+    assert "--decode-step-target-ms" not in args  # unset: the worker fills its chunks
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"} == container["resources"]["requests"]
@@ -153,3 +154,13 @@ def test_builders_are_deterministic() -> None:
     assert build_children(OWNER, SPEC, {"h100": 1}, SETTINGS) == build_children(
         OWNER, SPEC, {"h100": 1}, SETTINGS
     )
+
+
+def test_decode_step_target_reaches_every_variant() -> None:
+    raw = {**SPEC_RAW, "engine": {**SPEC_RAW.get("engine", {}), "decodeStepTargetMs": 80}}
+    spec = parse_spec(raw)
+    for acc in spec.accelerators:
+        args = worker_deployment(OWNER, spec, acc, 1, SETTINGS)["spec"]["template"]["spec"]["containers"][0][
+            "args"
+        ]
+        assert args[args.index("--decode-step-target-ms") + 1] == "80"

@@ -90,6 +90,11 @@ INVALID: list[tuple[str, list[Mutation], str]] = [
     ),
     ("max-replicas-zero", [_set("spec.autoscaling.maxReplicas", 0)], "spec.autoscaling.maxReplicas"),
     (
+        "decode-step-target-zero",
+        [_set("spec.engine.decodeStepTargetMs", 0)],
+        "spec.engine.decodeStepTargetMs",
+    ),
+    (
         "declared-throughput-zero",
         [_set("spec.accelerators.0.tokensPerSecond", 0)],
         "spec.accelerators[0].tokensPerSecond",

@@ -77,3 +77,5 @@ def test_sim_cli_runs_a_trace_excerpt(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_sim_cli_refuses_bad_numbers(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--minutes", "0"]) == 2
     assert "must be positive" in capsys.readouterr().err
+    assert cli.main(["--decode-step-target-ms", "0"]) == 2
+    assert "--decode-step-target-ms must be positive" in capsys.readouterr().err

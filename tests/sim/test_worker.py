@@ -100,3 +100,30 @@ def test_max_num_seqs_bounds_the_batch() -> None:
     assert all(r.finish_time is not None for r in requests)
     assert requests[2].first_token_time is not None and requests[0].finish_time is not None
     assert requests[2].first_token_time >= requests[0].finish_time
+
+
+def test_decode_step_target_keeps_decodes_fast_beside_a_long_prompt() -> None:
+    """The simulated worker runs the real engine's step budget: learned from its own steps, it cuts
+    the chunks that share steps with decodes, so the decoding request's TPOT holds."""
+
+    def run(target: float | None) -> tuple[SimRequest, SimRequest, SimWorker]:
+        worker, loop, _ = make_worker(EngineConfig(max_batched_tokens=1000, decode_step_target_s=target))
+        # Warm-up traffic of mixed sizes so the worker has steps to learn from.
+        for i, prompt in enumerate((50, 400, 900, 120, 700, 30, 300, 600)):
+            worker.submit(SimRequest(100 + i, loop.now, prompt_tokens=prompt, output_tokens=3), loop.now)
+            loop.run()
+        decoding = SimRequest(1, loop.now, prompt_tokens=10, output_tokens=40)
+        worker.submit(decoding, loop.now)
+        loop.run_until(loop.now + 0.1)
+        long = SimRequest(2, loop.now, prompt_tokens=5000, output_tokens=2)
+        worker.submit(long, loop.now)
+        loop.run()
+        return decoding, long, worker
+
+    plain_decoding, plain_long, _ = run(None)
+    decoding, long, worker = run(0.05)  # 40 tokens fit 50 ms at 10 ms + 1 ms a token
+    assert worker.step_times.fit() == pytest.approx((0.010, 0.001))
+    assert plain_decoding.tpot is not None and plain_decoding.tpot > 0.1  # 1000-token chunks: ~1 s steps
+    assert decoding.tpot is not None and decoding.tpot < 0.05
+    # The price: the long prompt's first token comes later, in 39-token chunks while the other decodes.
+    assert long.ttft is not None and plain_long.ttft is not None and long.ttft > plain_long.ttft

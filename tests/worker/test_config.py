@@ -57,6 +57,12 @@ pytestmark = pytest.mark.unit
             id="parsed-values",
         ),
         pytest.param(
+            {"model": "/m/x", "decode_step_target_ms": 40.0},
+            {"TOKENFLEET_WORKER_DECODE_STEP_TARGET_MS": "25"},
+            {"decode_step_target_ms": 40.0},
+            id="decode-step-target",
+        ),
+        pytest.param(
             {"model": "/m/x"},
             {"TOKENFLEET_WORKER_SERVED_MODEL_NAME": "chat, chat-v2"},
             {"served_model_names": ("chat", "chat-v2")},
@@ -82,6 +88,9 @@ def test_build_worker_config(args: dict[str, Any], env: dict[str, str], expected
             {"model": "m"}, {"TOKENFLEET_WORKER_PORT": "eighty"}, "TOKENFLEET_WORKER_PORT", id="env"
         ),
         pytest.param({"model": "m", "kv_cache_bytes": "lots"}, {}, "byte size", id="bad-bytes"),
+        pytest.param(
+            {"model": "m", "decode_step_target_ms": 0}, {}, "--decode-step-target-ms", id="zero-target"
+        ),
     ],
 )
 def test_build_worker_config_rejects(args: dict[str, Any], env: dict[str, str], message: str) -> None:
@@ -112,6 +121,12 @@ def test_build_engine_config_caps_context(
     assert config.max_model_len == expected
     assert config.max_num_seqs == 7
     assert config.block_size == 16
+    assert config.decode_step_target_s is None
+    timed = WorkerConfig(model=Path("m"), served_model_names=("m",), decode_step_target_ms=50.0)
+    assert (
+        build_engine_config(timed, model_max_len=4096, num_blocks=100, block_size=16).decode_step_target_s
+        == 0.05
+    )
 
 
 def test_build_engine_config_refuses_context_beyond_the_model() -> None:
@@ -126,6 +141,8 @@ def test_engine_config_is_frozen_and_validated() -> None:
         config.max_num_seqs = 3  # type: ignore[misc]
     with pytest.raises(ValueError, match="max_batched_tokens"):
         EngineConfig(max_batched_tokens=0)
+    with pytest.raises(ValueError, match="decode_step_target_s"):
+        EngineConfig(decode_step_target_s=0.0)
 
 
 @pytest.mark.parametrize(

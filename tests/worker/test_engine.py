@@ -8,6 +8,7 @@ block tables, a bad prefix hit or a broken recompute after preemption change the
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,51 @@ def test_fit_profile_recovers_coefficients() -> None:
     # A term the data says is negative is dropped instead of producing a negative sleep.
     noisy = [StepSample(t, 0, 0.01 + 0.001 * t) for t in (1, 2, 4, 8)] + [StepSample(1, 50, 0.0105)]
     assert fit_profile(noisy).per_context_token_s >= 0
+
+
+class TimedRunner(PagedFakeRunner):
+    """Each step advances the clock by 10 ms + 1 ms per token, as a runner bound by compute would."""
+
+    def __init__(self, clock: FakeClock, num_blocks: int, vocab: list[int]) -> None:
+        super().__init__(num_blocks, vocab)
+        self.clock = clock
+
+    def execute(self, batch: StepBatch) -> list[SampledToken]:
+        self.clock.now += 0.01 + 0.001 * batch.num_tokens
+        return super().execute(batch)
+
+
+def test_decode_step_target_is_learned_and_held_without_changing_tokens(
+    bundle: TokenizerBundle, vocab: list[int]
+) -> None:
+    clock = FakeClock()
+    runner = TimedRunner(clock, 256, vocab)
+    engine = make_engine(bundle, runner, clock, max_batched_tokens=64, max_model_len=512)
+    engine.config = replace(engine.config, decode_step_target_s=0.03)  # 20 tokens fit 30 ms
+    engine.scheduler.config = engine.config
+    requests = {rid: ids * 4 for rid, ids in prompts(bundle).items()}  # long prompts: chunked
+    results: dict[str, list[int]] = {rid: [] for rid in requests}
+    held = cut = 0
+    pending = list(requests.items())
+    for step in range(2000):
+        if pending and step % 5 == 0:  # prompts keep arriving while others decode
+            rid, ids = pending.pop(0)
+            engine.add_request(rid, ids, SamplingParams(max_tokens=24, ignore_eos=True))
+        if not pending and not engine.has_unfinished():
+            break
+        is_trusted = engine.scheduler.step_times.fit() is not None
+        for out in engine.step():
+            results[out.request_id].extend(out.token_ids)
+        batch = runner.batches[-1]
+        decodes = sum(len(s.token_ids) == 1 and s.start_pos > 0 for s in batch.seqs)
+        if is_trusted and decodes:
+            held += 1
+            assert batch.num_tokens <= max(20, decodes + 16), batch
+            cut += batch.num_tokens > decodes
+    assert engine.scheduler.step_times.fit() == pytest.approx((0.01, 0.001))
+    assert held and cut, "no learned step carried decodes beside a prefill chunk"
+    # Cutting chunks changes when tokens come, never which: the same answers as without a target.
+    plain = make_engine(bundle, PagedFakeRunner(256, vocab), max_batched_tokens=64, max_model_len=512)
+    for rid, ids in requests.items():
+        plain.add_request(rid, ids, SamplingParams(max_tokens=24, ignore_eos=True))
+    assert results == {rid: [t for o in outs for t in o.token_ids] for rid, outs in run_to_end(plain).items()}

@@ -182,3 +182,23 @@ def test_finish_frees_blocks() -> None:
     s.finish(s.running[0], "stop")
     assert s.block_manager.num_free_blocks == 8
     assert s.num_unfinished == 0
+
+
+def test_decode_step_target_cuts_the_prefill_chunk_beside_decodes() -> None:
+    config = EngineConfig(
+        max_num_seqs=8, max_batched_tokens=64, block_size=BS, max_model_len=256, decode_step_target_s=0.03
+    )
+    s = Scheduler(config, BlockManager(64, BS))
+    for tokens in (1, 2, 4, 8, 16, 32, 64, 3):  # steps cost 10 ms + 1 ms a token: 20 tokens fit 30 ms
+        s.step_times.observe(tokens, 0.01 + 0.001 * tokens)
+    s.add(seq(0, 40))
+    assert chunk_sizes(run_step(s)) == {0: 40}  # nothing decoding yet: the whole prompt at once
+    s.add(seq(1, 60, first_token=100))
+    cut = run_step(s)
+    assert chunk_sizes(cut) == {0: 1, 1: 19}  # one decode + 19 prompt tokens = the 20 that fit
+    assert chunk_sizes(run_step(s)) == {0: 1, 1: 19}
+    plain = make(max_batched_tokens=64)
+    plain.add(seq(0, 40))
+    run_step(plain)
+    plain.add(seq(1, 60, first_token=100))
+    assert chunk_sizes(run_step(plain)) == {0: 1, 1: 60}

@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dtype", choices=DTYPES, help="weights and KV-cache dtype (default float32)")
     add("--max-num-seqs", type=int, help="sequences in the running batch (default 64)")
     add("--max-batched-tokens", type=int, help="token budget of one engine step (default 2048)")
+    add(
+        "--decode-step-target-ms",
+        type=float,
+        help="target milliseconds of a step that carries decodes: prefill chunks are cut to keep it, "
+        "learning step time from the engine's own steps (default: off, chunks fill the budget)",
+    )
     add("--max-model-len", type=int, help="context length cap (default: the model's)")
     add("--block-size", type=int, help="tokens per KV-cache block (default 16)")
     add("--kv-cache-bytes", help="KV-cache size on CPU, e.g. 512MiB (torch backend)")

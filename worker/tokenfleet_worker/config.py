@@ -26,11 +26,15 @@ class EngineConfig:
     max_model_len: int = 2048  # prompt + output tokens of one sequence
     max_waiting: int = 256  # queued requests before new ones get 429
     enable_prefix_caching: bool = True
+    # Target seconds of a step that carries decodes: prefill chunks are cut to keep it (step_budget.py).
+    decode_step_target_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_batched_tokens", "block_size", "max_model_len", "max_waiting"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.decode_step_target_s is not None and self.decode_step_target_s <= 0:
+            raise ValueError(f"decode_step_target_s must be positive, got {self.decode_step_target_s}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class WorkerConfig:
     dtype: str = "float32"
     max_num_seqs: int = 64
     max_batched_tokens: int = 2048
+    decode_step_target_ms: float | None = None  # None: prefill chunks fill max_batched_tokens
     block_size: int = 16
     max_model_len: int | None = None  # None: the model's own limit
     max_waiting: int = 256
@@ -99,6 +104,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "dtype": str,
     "max_num_seqs": int,
     "max_batched_tokens": int,
+    "decode_step_target_ms": float,
     "block_size": int,
     "max_model_len": int,
     "max_waiting": int,
@@ -164,6 +170,8 @@ def _validate(config: WorkerConfig) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if config.max_model_len is not None and config.max_model_len < 2:
         raise ValueError("--max-model-len must be at least 2")
+    if config.decode_step_target_ms is not None and config.decode_step_target_ms <= 0:
+        raise ValueError("--decode-step-target-ms must be positive")
 
 
 def build_engine_config(
@@ -185,4 +193,7 @@ def build_engine_config(
         max_model_len=max_model_len,
         max_waiting=worker.max_waiting,
         enable_prefix_caching=worker.enable_prefix_caching,
+        decode_step_target_s=None
+        if worker.decode_step_target_ms is None
+        else worker.decode_step_target_ms / 1000,
     )

@@ -122,9 +122,11 @@ class Engine:
         self.last_batch_size = len(scheduled.batch.seqs)
         if not scheduled.batch.seqs:
             return outputs
+        started = self.clock()
         sampled = self.runner.execute(scheduled.batch)
         self.scheduler.on_step_done(scheduled)
         now = self.clock()
+        self.scheduler.step_times.observe(scheduled.batch.num_tokens, now - started)
         if self.observer is not None:
             self.observer.observe_step(len(scheduled.batch.seqs), scheduled.batch.num_tokens)
         needing = [

@@ -4,7 +4,8 @@ Each step spends a token budget (`max_batched_tokens`) over at most `max_num_seq
 1. running sequences that decode (one token each), oldest first; when a decode needs a block and none
    is free, the newest running sequence is preempted (its blocks freed, recomputed later);
 2. running sequences still in prefill get the next chunk of their prompt from what budget is left, so
-   a long prompt is split over steps while the decodes keep going every step;
+   a long prompt is split over steps while the decodes keep going every step; with a decode-step
+   target, a step that carries decodes leaves prefill only the tokens that fit it (step_budget.py);
 3. waiting sequences are admitted first-come first-served while the budget, the sequence limit and
    the free blocks allow; the queue head is never overtaken, and nothing is admitted in a step that
    preempted.
@@ -20,6 +21,7 @@ from tokenfleet_worker.batch import ScheduledSeq, StepBatch
 from tokenfleet_worker.config import EngineConfig
 from tokenfleet_worker.kv_cache import BlockManager
 from tokenfleet_worker.sequence import SeqStatus, Sequence
+from tokenfleet_worker.step_budget import StepTimeModel, prefill_budget
 
 DEADLINE = "deadline"
 
@@ -36,6 +38,7 @@ class Scheduler:
     def __init__(self, config: EngineConfig, block_manager: BlockManager) -> None:
         self.config = config
         self.block_manager = block_manager
+        self.step_times = StepTimeModel()  # fed by the engine with each step's tokens and seconds
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # admission order: oldest first
         self.num_preemptions = 0
@@ -91,6 +94,13 @@ class Scheduler:
             budget -= 1
             index += 1
 
+        config = self.config
+        budget = min(
+            budget,
+            prefill_budget(
+                config.max_batched_tokens, len(chunks), config.decode_step_target_s, self.step_times
+            ),
+        )
         for seq in self.running:
             if budget <= 0:
                 break

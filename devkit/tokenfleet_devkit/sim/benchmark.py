@@ -27,6 +27,7 @@ from tokenfleet_devkit.sim.runs import (
     tokenfleet_policy,
 )
 from tokenfleet_devkit.sim.scenarios import Scenario, to_requests
+from tokenfleet_devkit.sim.worker import EngineConfig
 
 BASELINES = ("static-peak", "hpa-rps", "keda-waiting", "knative-kpa")
 
@@ -49,11 +50,20 @@ def _variant(name: str) -> VariantSetup:
     return VariantSetup(name, perf, perf.hardware.hourly_cost)
 
 
+# Share of the TPOT target given to the workers as spec.engine.decodeStepTargetMs, as the README
+# recommends: steps that carry decodes stay under it with room for the p95.
+DECODE_STEP_TARGET_SHARE = 0.8
+
+
+def engine_for(scenario: Scenario) -> EngineConfig:
+    return EngineConfig(decode_step_target_s=DECODE_STEP_TARGET_SHARE * scenario.slo.tpot_p95_s)
+
+
 def run_scenario(scenario: Scenario, smoke: bool, with_mix: bool) -> ScenarioOutcome:
     records = scenario.load()
     horizon = math.ceil(max((r.arrival_s for r in records), default=60.0) / 60.0) * 60.0
     h100 = _variant("h100")
-    config = SimConfig(variants=(h100,), interval_s=scenario.interval_s)
+    config = SimConfig(variants=(h100,), engine=engine_for(scenario), interval_s=scenario.interval_s)
     bench = Bench(records, scenario.slo, config, horizon)
     outcome = ScenarioOutcome(scenario, len(records), horizon)
     demand = oracle.demand_per_minute(
@@ -123,7 +133,9 @@ def _kpa(target: float) -> Any:
 
 
 def _tokenfleet(variants: tuple[VariantSetup, ...], scenario: Scenario, overrides: dict[str, Any]) -> Any:
-    return lambda: tokenfleet_policy(variants, scenario.slo, scenario.interval_s, overrides)
+    return lambda: tokenfleet_policy(
+        variants, scenario.slo, scenario.interval_s, overrides, engine_for(scenario)
+    )
 
 
 def declared(variant: VariantSetup, requests: list[SimRequest], max_batched_tokens: int) -> VariantSetup:
@@ -151,11 +163,13 @@ def _mix(bench: Bench, scenario: Scenario, best_h100: Run | None) -> dict[str, R
         mixed = Bench(
             bench.records,
             bench.slo,
-            SimConfig(variants=variants, interval_s=scenario.interval_s),
+            SimConfig(variants=variants, engine=engine_for(scenario), interval_s=scenario.interval_s),
             bench.horizon_s,
             bench.need_per_minute,
         )
-        policy = tokenfleet_policy(variants, scenario.slo, scenario.interval_s, overrides)
+        policy = tokenfleet_policy(
+            variants, scenario.slo, scenario.interval_s, overrides, engine_for(scenario)
+        )
         rates = ", ".join(f"{v.name} {v.tokens_per_second:.0f}" for v in variants)
         run_setting = f"{setting}; declared tok/s {rates}"
         runs[label] = mixed.run(policy, run_setting, {names[0]: bench.need_per_minute[0]})

@@ -22,6 +22,7 @@ from tokenfleet_devkit.sim.observation import Autoscaler
 from tokenfleet_devkit.sim.perf_model import cpu_model, gpu_model
 from tokenfleet_devkit.sim.runs import Bench, tokenfleet_policy
 from tokenfleet_devkit.sim.scenarios import excerpt
+from tokenfleet_devkit.sim.worker import EngineConfig
 
 TRACES = ("azure-code", "mooncake-conversation", "servegen-m-large")
 POLICIES = ("tokenfleet", "static", "hpa", "keda", "kpa")
@@ -82,6 +83,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--interval", type=float, default=5.0)
     p.add_argument("--strategy", default="least-load", help="router strategy")
+    p.add_argument(
+        "--decode-step-target-ms",
+        type=float,
+        help="the workers' spec.engine.decodeStepTargetMs (default: unset, chunks fill the step budget)",
+    )
     p.add_argument("--ttft-slo", type=float, default=2.0)
     p.add_argument("--tpot-slo", type=float, default=0.1)
     p.add_argument("--engine-results", type=Path, default=Path("results/engine.json"))
@@ -94,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.minutes <= 0 or args.rate_scale <= 0 or args.length_scale <= 0:
         print("error: --minutes, --rate-scale and --length-scale must be positive", file=sys.stderr)
         return 2
+    if args.decode_step_target_ms is not None and args.decode_step_target_ms <= 0:
+        print("error: --decode-step-target-ms must be positive", file=sys.stderr)
+        return 2
     try:
         records = _records(args.trace, args.minutes, args.rate_scale, args.length_scale)
     except traces.TraceMissing as err:
@@ -105,7 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         for v in (_variant(n, args.engine_results) for n in names)
     )
     slo = Slo(args.ttft_slo, args.tpot_slo)
-    config = SimConfig(variants=variants, interval_s=args.interval, strategy=args.strategy)
+    target = None if args.decode_step_target_ms is None else args.decode_step_target_ms / 1000
+    config = SimConfig(
+        variants=variants,
+        engine=EngineConfig(decode_step_target_s=target),
+        interval_s=args.interval,
+        strategy=args.strategy,
+    )
     bench = Bench(records, slo, config, args.minutes * 60.0)
     started = time.monotonic()
     run = bench.run(_policy(args, variants, slo), args.policy, {names[0]: args.replicas})

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from tokenfleet_devkit.sim.events import EventLoop
 from tokenfleet_devkit.sim.perf_model import PerfModel
 from tokenfleet_devkit.sim.request import REJECT_DRAIN_TIMEOUT, REJECT_TOO_LARGE, SimRequest
+from tokenfleet_worker.step_budget import StepTimeModel, prefill_budget
 
 MAX_SPAN_STEPS = 256  # keeps metrics and context growth reasonably fresh during long decode spans
 
@@ -35,6 +36,8 @@ class EngineConfig:
     max_batched_tokens: int = 2048
     prefix_caching: bool = True
     prefix_block_tokens: int = 512  # the trace's hash-id granularity
+    # spec.engine.decodeStepTargetMs in seconds: the worker's own step budget, learned from its steps.
+    decode_step_target_s: float | None = None
 
 
 class WorkerEvents:
@@ -87,6 +90,7 @@ class SimWorker:
         self._busy = False
         self._generation = 0  # bumps to cancel a scheduled span end
         self._span: tuple[float, float, int] | None = None  # (start, step seconds, steps)
+        self.step_times = StepTimeModel()  # what the real engine learns its decode-step budget from
 
     # --- what the router and the metrics read -------------------------------------------------
     @property
@@ -159,7 +163,7 @@ class SimWorker:
     def _admit(self) -> None:
         # As in vLLM's scheduler, a request leaves the waiting queue only when this step's token budget
         # reaches it; requests behind a long prefill keep waiting (and count as queue depth).
-        budget = self.engine.max_batched_tokens - len(self._decoding)
+        budget = self._prefill_budget()
         while self.waiting and self._prefill_left_total < budget and self._can_admit(self.waiting[0]):
             request = self.waiting.popleft()
             hits = self._prefix_hits(request)
@@ -183,9 +187,17 @@ class SimWorker:
         else:
             self._busy = False
 
+    def _prefill_budget(self) -> int:
+        """Prompt tokens the next step may compute, as the real scheduler decides it."""
+        engine = self.engine
+        num_decode = len(self._decoding)
+        return prefill_budget(
+            engine.max_batched_tokens, num_decode, engine.decode_step_target_s, self.step_times
+        )
+
     def _mixed_step(self, now: float) -> None:
         num_decode = len(self._decoding)
-        budget = max(1, self.engine.max_batched_tokens - num_decode)
+        budget = max(1, self._prefill_budget())
         chunks: list[tuple[SimRequest, int]] = []
         context = self.decode_context + num_decode
         for request in self.prefilling:
@@ -197,6 +209,7 @@ class SimWorker:
             context += request.prompt_tokens - request.prefill_left + chunk
         num_tokens = num_decode + sum(c for _, c in chunks)
         seconds = self.perf.step_seconds(num_tokens, context)
+        self.step_times.observe(num_tokens, seconds)
         self.loop.at(now + seconds, lambda t: self._end_mixed(t, num_decode, chunks))
 
     def _end_mixed(self, now: float, num_decode: int, chunks: list[tuple[SimRequest, int]]) -> None:
@@ -229,6 +242,7 @@ class SimWorker:
         steps = min(self._decoding[0][0] - self.decode_steps, MAX_SPAN_STEPS)
         mean_context = self.decode_context + num_decode * (1 + (steps - 1) / 2)
         step_seconds = self.perf.step_seconds(num_decode, int(mean_context))
+        self.step_times.observe(num_decode, step_seconds)  # once a span: its steps are alike
         self._span = (now, step_seconds, steps)
         self._schedule_span_end(now + steps * step_seconds, steps)
 

@@ -1,0 +1,96 @@
+"""How many tokens a step that carries decodes may compute, so that it ends within a target.
+
+A prefill chunk that shares a step with decoding sequences delays each of their next tokens by the
+chunk's whole compute: on an accelerator with a low FLOP rate a 2048-token chunk makes that step
+several times the time-per-output-token target. With a target for such steps
+(`EngineConfig.decode_step_target_s`), the scheduler cuts the chunk to what fits. Step time is
+fitted as `intercept + per_token * tokens` by least squares over the last `window` steps the engine
+timed; the budget is the tokens that fit the target, and never less than `MIN_PREFILL_TOKENS` past
+the decodes, so a prompt always advances. Steps without decodes keep the whole `max_batched_tokens`:
+nobody waits on them but the prompts themselves. The same trade as Sarathi-Serve's time-between-
+tokens budget, learned from the engine's own steps rather than profiled ahead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+MIN_PREFILL_TOKENS = 16  # a prompt advances at least this much in a step whatever the target
+MIN_SAMPLES = 8  # steps timed before the fit is trusted
+# The steps' sizes must spread this much (standard deviation over mean) to tell intercept from slope.
+MIN_SPREAD = 0.25
+
+
+class StepTimeModel:
+    """A linear fit of step seconds against tokens computed, over the latest `window` steps.
+
+    Running sums make `observe` and `fit` O(1): the engine feeds every step, and the fleet simulator
+    runs millions of them. The sums are rebuilt from the window every `window` steps so rounding
+    from subtracting evicted steps cannot build up."""
+
+    def __init__(self, window: int = 256) -> None:
+        if window < MIN_SAMPLES:
+            raise ValueError(f"window must be at least {MIN_SAMPLES}")
+        self._samples: deque[tuple[int, float]] = deque(maxlen=window)
+        self._sums = [0.0, 0.0, 0.0, 0.0]  # tokens, seconds, tokens^2, tokens*seconds
+        self._since_rebuild = 0
+
+    def observe(self, num_tokens: int, seconds: float) -> None:
+        if num_tokens <= 0 or seconds <= 0:
+            return
+        samples = self._samples
+        if len(samples) == samples.maxlen:
+            self._add(*samples[0], sign=-1.0)
+        samples.append((num_tokens, seconds))
+        self._add(num_tokens, seconds, sign=1.0)
+        self._since_rebuild += 1
+        if self._since_rebuild >= len(samples):
+            self._sums = [0.0, 0.0, 0.0, 0.0]
+            for tokens, secs in samples:
+                self._add(tokens, secs, sign=1.0)
+            self._since_rebuild = 0
+
+    def _add(self, tokens: int, seconds: float, sign: float) -> None:
+        sums = self._sums
+        sums[0] += sign * tokens
+        sums[1] += sign * seconds
+        sums[2] += sign * tokens * tokens
+        sums[3] += sign * tokens * seconds
+
+    def fit(self) -> tuple[float, float] | None:
+        """(intercept seconds, seconds per token), or None while the steps seen cannot tell them
+        apart (too few, or all of about the same size) or the fit is not increasing."""
+        n = len(self._samples)
+        if n < MIN_SAMPLES:
+            return None
+        sum_t, sum_s, sum_tt, sum_ts = self._sums
+        mean_t, mean_s = sum_t / n, sum_s / n
+        variance = sum_tt / n - mean_t * mean_t
+        if variance <= (MIN_SPREAD * mean_t) ** 2:
+            return None
+        per_token = (sum_ts / n - mean_t * mean_s) / variance
+        if per_token <= 0:
+            return None
+        return max(0.0, mean_s - per_token * mean_t), per_token
+
+    def tokens_within(self, seconds: float) -> int | None:
+        """Most tokens a step can compute in `seconds`; None when the fit is not trusted yet."""
+        fitted = self.fit()
+        if fitted is None:
+            return None
+        intercept, per_token = fitted
+        return max(0, math.floor((seconds - intercept) / per_token + 1e-6))  # 1e-6: float fits of exact lines
+
+
+def prefill_budget(
+    max_batched_tokens: int, num_decodes: int, target_s: float | None, model: StepTimeModel
+) -> int:
+    """Tokens left for prefill in a step that carries `num_decodes` decode tokens."""
+    left = max_batched_tokens - num_decodes
+    if target_s is None or num_decodes == 0:
+        return left
+    fits = model.tokens_within(target_s)
+    if fits is None:
+        return left
+    return min(left, max(fits - num_decodes, MIN_PREFILL_TOKENS))

@@ -126,7 +126,11 @@ class Engine:
         sampled = self.runner.execute(scheduled.batch)
         self.scheduler.on_step_done(scheduled)
         now = self.clock()
-        self.scheduler.step_times.observe(scheduled.batch.num_tokens, now - started)
+        batch = scheduled.batch
+        if batch.num_tokens > len(batch.seqs):
+            # Only steps that prefill: they are the ones the budget sizes, and a decode-only step can
+            # run another code path (CUDA graphs, the one-call CPU layers) at another cost per step.
+            self.scheduler.step_times.observe(batch.num_tokens, now - started)
         if self.observer is not None:
             self.observer.observe_step(len(scheduled.batch.seqs), scheduled.batch.num_tokens)
         needing = [

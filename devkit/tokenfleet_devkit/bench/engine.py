@@ -27,6 +27,7 @@ from rich.console import Console
 from tokenfleet_devkit.bench.engine_report import print_tables, target_checks
 from tokenfleet_devkit.bench.engine_roofline import decode_roofline, memory_bandwidth
 from tokenfleet_devkit.bench.engine_runs import make_engine, run_engine, run_transformers
+from tokenfleet_devkit.bench.engine_step_target import decode_step_target_runs
 from tokenfleet_devkit.bench.engine_vllm import run_vllm
 from tokenfleet_devkit.bench.engine_workload import (
     TraceMissing,
@@ -241,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
             for b in batches
             for m in modes
         ]
+        console.print("tokenfleet engine: a long prompt mid-decode, decode-step target off and on")
+        vocab, first_id = runner.vocab_size, len(SPECIAL_TOKENS)
+        step_target = decode_step_target_runs(runner, model_dir, vocab, first_id, smoke=args.smoke)
         max_model_len = runner.max_model_len
         del engine, runner  # free the KV cache before the baselines load their own copies
         for name, row in offline.items():
@@ -290,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "fused_kernels": fused,
         "lookahead": lookahead,
         "roofline": roofline,
+        "decode_step_target": step_target,
     }
     print_tables(console, results)
     checks = target_checks(results, device.type == "cuda")

@@ -64,6 +64,28 @@ def print_tables(console: Console, results: dict[str, Any]) -> None:
             fmt(row["output_tokens_per_s"], ".1f"),
         )
     console.print(roofline)
+    step_target = results.get("decode_step_target")
+    if step_target:
+        console.print(step_target_table(step_target))
+
+
+def step_target_table(runs: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"a {runs['long_prompt_tokens']}-token prompt arriving mid-decode (chunks of up to "
+        f"{runs['max_batched_tokens']} tokens; target {runs['target_s'] * 1e3:.0f} ms)"
+    )
+    for column in ("decode-step target", "ITL p50 ms", "ITL p95 ms", "ITL max ms", "long prompt TTFT ms"):
+        table.add_column(column, justify="right")
+    for mode in ("off", "on"):
+        row = runs[mode]
+        table.add_row(
+            mode,
+            *(
+                fmt(row[k] and row[k] * 1e3, ".0f")
+                for k in ("itl_p50_s", "itl_p95_s", "itl_max_s", "long_ttft_s")
+            ),
+        )
+    return table
 
 
 def target_checks(results: dict[str, Any], on_cuda: bool) -> list[tuple[str, bool | None]]:

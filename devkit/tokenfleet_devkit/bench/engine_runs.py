@@ -35,8 +35,15 @@ def latency_stats(ttfts: list[float], gaps: list[float]) -> dict[str, float | No
     }
 
 
-def make_engine(runner: TorchRunner, model_dir: Path, max_num_seqs: int, max_batched_tokens: int) -> Engine:
+def make_engine(
+    runner: TorchRunner,
+    model_dir: Path,
+    max_num_seqs: int,
+    max_batched_tokens: int,
+    decode_step_target_s: float | None = None,
+) -> Engine:
     config = EngineConfig(
+        decode_step_target_s=decode_step_target_s,
         max_num_seqs=max_num_seqs,
         max_batched_tokens=max_batched_tokens,
         block_size=runner.block_size,

@@ -242,7 +242,6 @@ class SimWorker:
         steps = min(self._decoding[0][0] - self.decode_steps, MAX_SPAN_STEPS)
         mean_context = self.decode_context + num_decode * (1 + (steps - 1) / 2)
         step_seconds = self.perf.step_seconds(num_decode, int(mean_context))
-        self.step_times.observe(num_decode, step_seconds)  # once a span: its steps are alike
         self._span = (now, step_seconds, steps)
         self._schedule_span_end(now + steps * step_seconds, steps)
 

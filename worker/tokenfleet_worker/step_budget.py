@@ -5,10 +5,11 @@ chunk's whole compute: on an accelerator with a low FLOP rate a 2048-token chunk
 several times the time-per-output-token target. With a target for such steps
 (`EngineConfig.decode_step_target_s`), the scheduler cuts the chunk to what fits. Step time is
 fitted as `intercept + per_token * tokens` by least squares over the last `window` steps that
-prefilled (decode-only steps may run another code path at another cost); the budget is the tokens that fit the target, and never less than `MIN_PREFILL_TOKENS` past
-the decodes, so a prompt always advances. Steps without decodes keep the whole `max_batched_tokens`:
-nobody waits on them but the prompts themselves. The same trade as Sarathi-Serve's time-between-
-tokens budget, learned from the engine's own steps rather than profiled ahead.
+prefilled (a decode-only step may run another code path at another cost); the budget is the tokens
+that fit the target, and never less than `MIN_PREFILL_TOKENS` past the decodes, so a prompt always
+advances. Steps without decodes keep the whole `max_batched_tokens`: nobody waits on them but the
+prompts themselves. The same trade as Sarathi-Serve's time-between-tokens budget, learned from
+the engine's own steps rather than profiled ahead.
 """
 
 from __future__ import annotations

@@ -65,6 +65,10 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert "skipped" in mixed["vllm"]
     assert results["online"]["ttft_p50_s"] > 0 and results["online"]["itl_p95_s"] > 0
     assert results["roofline"][0]["batch_size"] == 1 and results["roofline"][0]["fraction_of_bound"] > 0
+    step_target = results["decode_step_target"]
+    assert step_target["target_s"] > 0 and step_target["long_prompt_tokens"] == 256
+    for mode in ("off", "on"):  # both runs finished the long prompt and timed the decoders' gaps
+        assert step_target[mode]["long_ttft_s"] > 0 and step_target[mode]["itl_max_s"] > 0
 
 
 def test_decode_roofline_measures_eager_and_static_decode(tmp_path: Path) -> None:

@@ -65,3 +65,23 @@ def test_bursty_load_holds_for_its_bursts() -> None:
     rates = [0.0 if i % 30 else 90.0 for i in range(64)]
     history = _window(rates, swings=(30, 60))
     assert decide(SPEC, history, {"h100": 6}, now=history[-1].time).direction == "hold"
+
+
+def _one_burst(at_interval: int) -> list[FleetSnapshot]:
+    """Two requests a second for 64 intervals, but 90 then 60 a second at `at_interval`: no queue or KV
+    reading ever asks for more than a few replicas."""
+    rates = [2.0] * 64
+    rates[at_interval], rates[at_interval + 1] = 90.0, 60.0
+    return _window(rates, swings=())
+
+
+def test_bursty_load_holds_what_the_windows_peak_rate_needs() -> None:
+    # The burst 2 minutes ago forecast 7 replicas' load: the quiet since then does not shrink the
+    # fleet below that, since bursts come back. The floor is a floor, not an ask: 9 still come down.
+    recent = _one_burst(40)
+    held = decide(SPEC, recent, {"h100": 6}, now=recent[-1].time)
+    assert held.direction == "hold" and "window's peak forecast (7 replicas)" in held.reason
+    assert decide(SPEC, recent, {"h100": 9}, now=recent[-1].time).total == 8
+    # Once the burst has left the scale-down window, the fleet follows the quiet.
+    old = _one_burst(0)
+    assert decide(SPEC, old, {"h100": 6}, now=old[-1].time).total == 5

@@ -314,3 +314,42 @@ def test_decode_step_target_is_learned_and_held_without_changing_tokens(
     for rid, ids in requests.items():
         plain.add_request(rid, ids, SamplingParams(max_tokens=24, ignore_eos=True))
     assert results == {rid: [t for o in outs for t in o.token_ids] for rid, outs in run_to_end(plain).items()}
+
+
+class DecodeCostRunner(TimedRunner):
+    """Besides 10 ms + 1 ms a token, each decoding sequence adds 5 ms: steps beside decodes cost more
+    than the line through pure prefill steps says."""
+
+    def execute(self, batch: StepBatch) -> list[SampledToken]:
+        self.clock.now += 0.005 * sum(len(s.token_ids) == 1 and s.start_pos > 0 for s in batch.seqs)
+        return super().execute(batch)
+
+
+def test_decode_step_target_corrects_for_what_decodes_add(bundle: TokenizerBundle, vocab: list[int]) -> None:
+    clock = FakeClock()
+    runner = DecodeCostRunner(clock, 256, vocab)
+    engine = make_engine(bundle, runner, clock, max_batched_tokens=64, max_model_len=512)
+    engine.config = replace(engine.config, decode_step_target_s=0.05)
+    engine.scheduler.config = engine.config
+    for i, ids in enumerate(list(prompts(bundle).values()) * 2):  # warm-up: pure prefill steps
+        engine.add_request(f"warm{i}", ids, SamplingParams(max_tokens=1, ignore_eos=True))
+        run_to_end(engine)
+    for i in range(3):
+        engine.add_request(f"d{i}", [5, 6, 7], SamplingParams(max_tokens=200, ignore_eos=True))
+    for _ in range(3):
+        engine.step()
+    engine.add_request("long", list(range(10, 400)), SamplingParams(max_tokens=2, ignore_eos=True))
+    durations = []
+    while engine.has_unfinished():
+        before = clock.now
+        engine.step()
+        batch = runner.batches[-1]
+        decodes = sum(len(s.token_ids) == 1 and s.start_pos > 0 for s in batch.seqs)
+        if decodes and batch.num_tokens > len(batch.seqs):
+            durations.append(clock.now - before)
+    assert len(durations) > 10
+    # The first budgeted steps overshoot (3 decodes add 15 ms the line did not see); the correction
+    # brings the later ones to the target.
+    assert max(durations[:2]) > 0.055
+    assert all(d <= 0.05 * 1.05 for d in durations[-5:])
+    assert engine.scheduler.step_times.correction > 1.1

@@ -59,3 +59,18 @@ def test_budget_cuts_prefill_only_in_steps_that_carry_decodes() -> None:
     assert prefill_budget(2048, 100, 0.1, model) == MIN_PREFILL_TOKENS
     assert prefill_budget(12, 4, 0.1, model) == 8
     assert prefill_budget(2048, 10, 0.1, StepTimeModel()) == 2038  # nothing learned yet: no cut
+
+
+def test_budgeted_steps_that_run_over_the_line_shrink_the_next_budgets() -> None:
+    model = fed(linear(0.01, 0.001, [1, 4, 8, 64, 128, 256, 512, 2]))
+    assert model.tokens_within(0.03) == 20
+    for _ in range(40):  # steps beside decodes cost 1.5x what the line says
+        model.observe_budgeted(20, 1.5 * (0.01 + 0.001 * 20))
+    assert model.correction == pytest.approx(1.5, rel=0.01)
+    assert model.tokens_within(0.03) == 10  # (0.03 / 1.5 - 0.01) / 0.001
+    for _ in range(40):  # absurd readings are bounded
+        model.observe_budgeted(20, 100.0)
+    assert model.correction <= 4.0
+    fresh = StepTimeModel()
+    fresh.observe_budgeted(20, 1.0)  # nothing to predict with yet: only fed to the fit
+    assert fresh.correction == 1.0

@@ -127,7 +127,9 @@ class Engine:
         self.scheduler.on_step_done(scheduled)
         now = self.clock()
         batch = scheduled.batch
-        if batch.num_tokens > len(batch.seqs):
+        if scheduled.is_budgeted:
+            self.scheduler.step_times.observe_budgeted(batch.num_tokens, now - started)
+        elif batch.num_tokens > len(batch.seqs):
             # Only steps that prefill: they are the ones the budget sizes, and a decode-only step can
             # run another code path (CUDA graphs, the one-call CPU layers) at another cost per step.
             self.scheduler.step_times.observe(batch.num_tokens, now - started)

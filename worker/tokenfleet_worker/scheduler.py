@@ -32,6 +32,7 @@ class SchedulerOutput:
     scheduled: tuple[Sequence, ...]  # in batch order
     expired: tuple[Sequence, ...]  # finished with reason "deadline" this step
     num_preempted: int
+    is_budgeted: bool = False  # a decode-step target sized this step's prefill beside its decodes
 
 
 class Scheduler:
@@ -95,10 +96,11 @@ class Scheduler:
             index += 1
 
         config = self.config
+        num_decodes = len(chunks)
         budget = min(
             budget,
             prefill_budget(
-                config.max_batched_tokens, len(chunks), config.decode_step_target_s, self.step_times
+                config.max_batched_tokens, num_decodes, config.decode_step_target_s, self.step_times
             ),
         )
         for seq in self.running:
@@ -129,7 +131,8 @@ class Scheduler:
         scheduled = tuple(s for s in self.running if s.seq_id in chunks)
         batch = StepBatch(tuple(self._to_scheduled(s, chunks[s.seq_id]) for s in scheduled))
         self.num_preemptions += num_preempted
-        return SchedulerOutput(batch, scheduled, tuple(expired), num_preempted)
+        is_budgeted = config.decode_step_target_s is not None and 0 < num_decodes < len(chunks)
+        return SchedulerOutput(batch, scheduled, tuple(expired), num_preempted, is_budgeted)
 
     def on_step_done(self, output: SchedulerOutput) -> None:
         """Advance computed counts after the runner ran the batch; register the newly full blocks."""

@@ -8,8 +8,9 @@ fitted as `intercept + per_token * tokens` by least squares over the last `windo
 prefilled (a decode-only step may run another code path at another cost); the budget is the tokens
 that fit the target, and never less than `MIN_PREFILL_TOKENS` past the decodes, so a prompt always
 advances. Steps without decodes keep the whole `max_batched_tokens`: nobody waits on them but the
-prompts themselves. The same trade as Sarathi-Serve's time-between-tokens budget, learned from
-the engine's own steps rather than profiled ahead.
+prompts themselves. Steps the budget sized feed back how far they ran over or under the line
+(`observe_budgeted`), which scales the next budgets. The same trade as Sarathi-Serve's
+time-between-tokens budget, learned from the engine's own steps rather than profiled ahead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ MIN_PREFILL_TOKENS = 16  # a prompt advances at least this much in a step whatev
 MIN_SAMPLES = 8  # steps timed before the fit is trusted
 # The steps' sizes must spread this much (standard deviation over mean) to tell intercept from slope.
 MIN_SPREAD = 0.25
+# Budgeted steps (prefill beside decodes) correct the fit by how far they ran over or under it: an
+# average over about this many steps, kept within the bounds.
+CORRECTION_STEPS = 5
+CORRECTION_BOUNDS = (0.5, 4.0)
 
 
 class StepTimeModel:
@@ -36,6 +41,22 @@ class StepTimeModel:
         self._samples: deque[tuple[int, float]] = deque(maxlen=window)
         self._sums = [0.0, 0.0, 0.0, 0.0]  # tokens, seconds, tokens^2, tokens*seconds
         self._since_rebuild = 0
+        self.correction = 1.0  # budgeted steps' time over the fit's prediction, averaged
+
+    def observe_budgeted(self, num_tokens: int, seconds: float) -> None:
+        """A step whose prefill the budget sized, beside decodes. Such steps cost more than the line
+        through all prefill steps says (each decode adds its own attention and sampling, and a long
+        prompt's later chunks attend over more): their ratio to the prediction scales the budget."""
+        fitted = self.fit()
+        if fitted is None:
+            self.observe(num_tokens, seconds)  # no line yet (a fleet loaded from its start): draw one
+        elif num_tokens > 0 and seconds > 0:
+            # Not fed to the line: it stays the cost of prefill alone, and the correction tracks what
+            # the decodes beside it add at the operating point.
+            predicted = fitted[0] + fitted[1] * num_tokens
+            low, high = CORRECTION_BOUNDS
+            ratio = min(high, max(low, seconds / predicted))
+            self.correction += (ratio - self.correction) / CORRECTION_STEPS
 
     def observe(self, num_tokens: int, seconds: float) -> None:
         if num_tokens <= 0 or seconds <= 0:
@@ -81,7 +102,8 @@ class StepTimeModel:
         if fitted is None:
             return None
         intercept, per_token = fitted
-        return max(0, math.floor((seconds - intercept) / per_token + 1e-6))  # 1e-6: float fits of exact lines
+        usable = seconds / self.correction
+        return max(0, math.floor((usable - intercept) / per_token + 1e-6))  # 1e-6: float fits of exact lines
 
 
 def prefill_budget(

@@ -209,7 +209,10 @@ class SimWorker:
             context += request.prompt_tokens - request.prefill_left + chunk
         num_tokens = num_decode + sum(c for _, c in chunks)
         seconds = self.perf.step_seconds(num_tokens, context)
-        self.step_times.observe(num_tokens, seconds)
+        if num_decode and chunks and self.engine.decode_step_target_s is not None:
+            self.step_times.observe_budgeted(num_tokens, seconds)
+        else:
+            self.step_times.observe(num_tokens, seconds)
         self.loop.at(now + seconds, lambda t: self._end_mixed(t, num_decode, chunks))
 
     def _end_mixed(self, now: float, num_decode: int, chunks: list[tuple[SimRequest, int]]) -> None:

@@ -8,7 +8,6 @@ block tables, a bad prefix hit or a broken recompute after preemption change the
 from __future__ import annotations
 
 import zlib
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,9 +73,12 @@ def vocab(bundle: TokenizerBundle) -> list[int]:
 
 
 def make_engine(
-    bundle: TokenizerBundle, runner: PagedFakeRunner | SimRunner, clock: FakeClock | None = None, **kw: int
+    bundle: TokenizerBundle,
+    runner: PagedFakeRunner | SimRunner,
+    clock: FakeClock | None = None,
+    **kw: float,
 ) -> Engine:
-    settings: dict[str, int] = {"max_num_seqs": 8, "max_batched_tokens": 32, "max_model_len": 128} | kw
+    settings: dict[str, float] = {"max_num_seqs": 8, "max_batched_tokens": 32, "max_model_len": 128} | kw
     config = EngineConfig(block_size=BS, **settings)  # type: ignore[arg-type]
     return Engine(config, runner, bundle, clock=clock or FakeClock())
 
@@ -285,9 +287,10 @@ def test_decode_step_target_is_learned_and_held_without_changing_tokens(
 ) -> None:
     clock = FakeClock()
     runner = TimedRunner(clock, 256, vocab)
-    engine = make_engine(bundle, runner, clock, max_batched_tokens=64, max_model_len=512)
-    engine.config = replace(engine.config, decode_step_target_s=0.03)  # 20 tokens fit 30 ms
-    engine.scheduler.config = engine.config
+    # 20 tokens fit the 30 ms target
+    engine = make_engine(
+        bundle, runner, clock, max_batched_tokens=64, max_model_len=512, decode_step_target_s=0.03
+    )
     requests = {rid: ids * 4 for rid, ids in prompts(bundle).items()}  # long prompts: chunked
     results: dict[str, list[int]] = {rid: [] for rid in requests}
     held = cut = 0
@@ -328,9 +331,9 @@ class DecodeCostRunner(TimedRunner):
 def test_decode_step_target_corrects_for_what_decodes_add(bundle: TokenizerBundle, vocab: list[int]) -> None:
     clock = FakeClock()
     runner = DecodeCostRunner(clock, 256, vocab)
-    engine = make_engine(bundle, runner, clock, max_batched_tokens=64, max_model_len=512)
-    engine.config = replace(engine.config, decode_step_target_s=0.05)
-    engine.scheduler.config = engine.config
+    engine = make_engine(
+        bundle, runner, clock, max_batched_tokens=64, max_model_len=512, decode_step_target_s=0.05
+    )
     for i, ids in enumerate(list(prompts(bundle).values()) * 2):  # warm-up: pure prefill steps
         engine.add_request(f"warm{i}", ids, SamplingParams(max_tokens=1, ignore_eos=True))
         run_to_end(engine)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenfleet_worker.step_budget import MIN_PREFILL_TOKENS, StepTimeModel, prefill_budget
+from tokenfleet_worker.step_budget import MIN_PREFILL_TOKENS, StepTimeModel, prefill_budget, record_step
 
 pytestmark = pytest.mark.unit
 
@@ -74,3 +74,16 @@ def test_budgeted_steps_that_run_over_the_line_shrink_the_next_budgets() -> None
     fresh = StepTimeModel()
     fresh.observe_budgeted(20, 1.0)  # nothing to predict with yet: only fed to the fit
     assert fresh.correction == 1.0
+
+
+def test_record_step_feeds_only_what_the_budget_uses() -> None:
+    model = StepTimeModel()
+    for tokens in (1, 4, 8, 64, 128, 256, 512, 2):
+        record_step(model, tokens, 0, 0.01 + 0.001 * tokens, None)  # no target: the engine pays nothing
+    assert model.fit() is None
+    for tokens in (1, 4, 8, 64, 128, 256, 512, 2):
+        record_step(model, 4, 4, 5.0, 0.05)  # decode-only steps run another code path: left out
+        record_step(model, tokens, 0, 0.01 + 0.001 * tokens, 0.05)  # pure prefill draws the line
+    assert model.fit() == pytest.approx((0.01, 0.001)) and model.correction == 1.0
+    record_step(model, 24, 4, 2 * (0.01 + 0.001 * 24), 0.05)  # beside decodes: corrects, not drawn
+    assert model.fit() == pytest.approx((0.01, 0.001)) and model.correction > 1.0

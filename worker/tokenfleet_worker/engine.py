@@ -18,6 +18,7 @@ from tokenfleet_worker.kv_cache import BlockManager
 from tokenfleet_worker.outputs import EngineObserver, EngineStats, RequestOutput, TokenLogprob
 from tokenfleet_worker.scheduler import Scheduler
 from tokenfleet_worker.sequence import Sequence
+from tokenfleet_worker.step_budget import record_step
 from tokenfleet_worker.tokenizer import TokenizerBundle
 
 ABORT = "abort"
@@ -126,13 +127,13 @@ class Engine:
         sampled = self.runner.execute(scheduled.batch)
         self.scheduler.on_step_done(scheduled)
         now = self.clock()
-        batch = scheduled.batch
-        if scheduled.is_budgeted:
-            self.scheduler.step_times.observe_budgeted(batch.num_tokens, now - started)
-        elif batch.num_tokens > len(batch.seqs):
-            # Only steps that prefill: they are the ones the budget sizes, and a decode-only step can
-            # run another code path (CUDA graphs, the one-call CPU layers) at another cost per step.
-            self.scheduler.step_times.observe(batch.num_tokens, now - started)
+        record_step(
+            self.scheduler.step_times,
+            scheduled.batch.num_tokens,
+            scheduled.num_decodes,
+            now - started,
+            self.config.decode_step_target_s,
+        )
         if self.observer is not None:
             self.observer.observe_step(len(scheduled.batch.seqs), scheduled.batch.num_tokens)
         needing = [

@@ -32,7 +32,7 @@ class SchedulerOutput:
     scheduled: tuple[Sequence, ...]  # in batch order
     expired: tuple[Sequence, ...]  # finished with reason "deadline" this step
     num_preempted: int
-    is_budgeted: bool = False  # a decode-step target sized this step's prefill beside its decodes
+    num_decodes: int = 0  # sequences that computed one decode token this step
 
 
 class Scheduler:
@@ -131,8 +131,7 @@ class Scheduler:
         scheduled = tuple(s for s in self.running if s.seq_id in chunks)
         batch = StepBatch(tuple(self._to_scheduled(s, chunks[s.seq_id]) for s in scheduled))
         self.num_preemptions += num_preempted
-        is_budgeted = config.decode_step_target_s is not None and 0 < num_decodes < len(chunks)
-        return SchedulerOutput(batch, scheduled, tuple(expired), num_preempted, is_budgeted)
+        return SchedulerOutput(batch, scheduled, tuple(expired), num_preempted, num_decodes)
 
     def on_step_done(self, output: SchedulerOutput) -> None:
         """Advance computed counts after the runner ran the batch; register the newly full blocks."""

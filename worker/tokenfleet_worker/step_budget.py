@@ -106,6 +106,20 @@ class StepTimeModel:
         return max(0, math.floor((usable - intercept) / per_token + 1e-6))  # 1e-6: float fits of exact lines
 
 
+def record_step(
+    model: StepTimeModel, num_tokens: int, num_decodes: int, seconds: float, target_s: float | None
+) -> None:
+    """Feed a step the engine ran to `model`: nothing without a target (the engine's step path pays
+    nothing for an unused feature); a step that prefilled beside decodes corrects the line, one that
+    only prefilled draws it, and a decode-only step (another code path) is left out."""
+    if target_s is None or num_tokens <= num_decodes:
+        return
+    if num_decodes:
+        model.observe_budgeted(num_tokens, seconds)
+    else:
+        model.observe(num_tokens, seconds)
+
+
 def prefill_budget(
     max_batched_tokens: int, num_decodes: int, target_s: float | None, model: StepTimeModel
 ) -> int:

@@ -4,8 +4,8 @@ inter-token latency of the requests already decoding, with the target off and on
 Both runs first serve the same warm-up prompts of mixed lengths (so the engine has steps to learn
 its step time from, as a serving worker has), then start a few short requests decoding and, a few
 steps later, one long prompt. With the target off its chunks fill `max_batched_tokens` and each
-such step stalls every decode; on, the chunks are cut to what fits the target (twice the decode
-step measured in the first run), and the long prompt's first token comes later instead.
+such step stalls every decode; on, the chunks are cut to what fits the target (`TARGET_DECODE_STEPS`
+decode steps of the first run), and the long prompt's first token comes later instead.
 """
 
 from __future__ import annotations

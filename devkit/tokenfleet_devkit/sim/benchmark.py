@@ -163,12 +163,12 @@ def _mix(bench: Bench, scenario: Scenario, best_h100: Run | None) -> dict[str, R
         mixed = Bench(
             bench.records,
             bench.slo,
-            SimConfig(variants=variants, engine=engine_for(scenario), interval_s=scenario.interval_s),
+            SimConfig(variants=variants, engine=bench.config.engine, interval_s=scenario.interval_s),
             bench.horizon_s,
             bench.need_per_minute,
         )
         policy = tokenfleet_policy(
-            variants, scenario.slo, scenario.interval_s, overrides, engine_for(scenario)
+            variants, scenario.slo, scenario.interval_s, overrides, bench.config.engine
         )
         rates = ", ".join(f"{v.name} {v.tokens_per_second:.0f}" for v in variants)
         run_setting = f"{setting}; declared tok/s {rates}"

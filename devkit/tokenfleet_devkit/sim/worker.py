@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from tokenfleet_devkit.sim.events import EventLoop
 from tokenfleet_devkit.sim.perf_model import PerfModel
 from tokenfleet_devkit.sim.request import REJECT_DRAIN_TIMEOUT, REJECT_TOO_LARGE, SimRequest
-from tokenfleet_worker.step_budget import StepTimeModel, prefill_budget
+from tokenfleet_worker.step_budget import StepTimeModel, prefill_budget, record_step
 
 MAX_SPAN_STEPS = 256  # keeps metrics and context growth reasonably fresh during long decode spans
 
@@ -209,10 +209,7 @@ class SimWorker:
             context += request.prompt_tokens - request.prefill_left + chunk
         num_tokens = num_decode + sum(c for _, c in chunks)
         seconds = self.perf.step_seconds(num_tokens, context)
-        if num_decode and chunks and self.engine.decode_step_target_s is not None:
-            self.step_times.observe_budgeted(num_tokens, seconds)
-        else:
-            self.step_times.observe(num_tokens, seconds)
+        record_step(self.step_times, num_tokens, num_decode, seconds, self.engine.decode_step_target_s)
         self.loop.at(now + seconds, lambda t: self._end_mixed(t, num_decode, chunks))
 
     def _end_mixed(self, now: float, num_decode: int, chunks: list[tuple[SimRequest, int]]) -> None:

@@ -88,16 +88,21 @@ class SimWorker:
         for block in hash_ids:
             if block not in self.cache:
                 break
-            self.cache.move_to_end(block)
             matched += 1
+        self._touch(hash_ids[:matched])
         return matched
 
     def remember(self, hash_ids: tuple[int, ...]) -> None:
-        for block in hash_ids:
-            self.cache[block] = None
-            self.cache.move_to_end(block)
+        self._touch(hash_ids)
         while len(self.cache) > self.model.cache_blocks:
             self.cache.popitem(last=False)
+
+    def _touch(self, hash_ids: tuple[int, ...]) -> None:
+        # Leaf first, root last, as the engine frees a sequence's blocks: the LRU then evicts a
+        # chain's tail before its head, and a head evicted first would orphan the whole chain.
+        for block in reversed(hash_ids):
+            self.cache[block] = None
+            self.cache.move_to_end(block)
 
     def _admit_waiting(self) -> None:
         while self.waiting and len(self.running) < self.model.max_num_seqs:

@@ -67,6 +67,7 @@ def worker_args(spec: InferenceDeploymentSpec, acc: AcceleratorSpec) -> list[str
         ("--max-batched-tokens", engine.max_batched_tokens),
         ("--block-size", engine.block_size),
         ("--drain-timeout", engine.drain_timeout_seconds),
+        ("--scheduling-policy", engine.scheduling_policy),
     ]
     if spec.model.max_model_len is not None:
         options.append(("--max-model-len", spec.model.max_model_len))

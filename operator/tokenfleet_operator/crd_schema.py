@@ -69,6 +69,14 @@ def engine_schema() -> Schema:
                 minimum=1,
                 maximum=60000,
             ),
+            "schedulingPolicy": enum(
+                "Order in which a worker admits waiting requests: fcfs (first come, first served) or "
+                "shortest-prompt-first, which keeps short requests within the TTFT target through "
+                "bursts; a request is never passed over by one that arrived more than its prompt "
+                "tokens / 250 seconds after it.",
+                r.SCHEDULING_POLICIES,
+                r.DEFAULT_SCHEDULING_POLICY,
+            ),
             "blockSize": enum("Tokens per KV-cache block.", r.BLOCK_SIZES, r.DEFAULT_BLOCK_SIZE),
             "prefixCaching": {
                 "type": "boolean",

@@ -16,6 +16,9 @@ METRICS_SOURCES = ("direct", "prometheus")
 METRIC_PROFILES = ("tokenfleet", "vllm", "sglang")
 DTYPES = ("bfloat16", "float16", "float32")
 BACKENDS = ("torch", "sim")
+# The worker's admission orders (tokenfleet_worker.admission.POLICIES).
+SCHEDULING_POLICIES = ("fcfs", "shortest-prompt-first")
+DEFAULT_SCHEDULING_POLICY = "fcfs"
 BLOCK_SIZES = (8, 16, 32, 64, 128)
 ROUTING_STRATEGIES = ("least-load", "prefix-affinity", "session-affinity", "round-robin")
 DEVICES = ("cuda", "cpu")
@@ -71,6 +74,8 @@ class EngineSpec:
     # Target of a step that carries decodes; each worker cuts prefill chunks to keep it on its own
     # hardware. None: chunks fill max_batched_tokens.
     decode_step_target_ms: float | None = None
+    # The order in which a worker admits waiting requests.
+    scheduling_policy: str = DEFAULT_SCHEDULING_POLICY
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,11 @@ def _parse_engine(raw: Mapping[str, Any]) -> EngineSpec:
         drain_timeout_seconds=int(raw.get("drainTimeoutSeconds", DEFAULT_DRAIN_TIMEOUT_SECONDS)),
         decode_step_target_ms=_positive_or_none(
             raw.get("decodeStepTargetMs"), "spec.engine.decodeStepTargetMs"
+        ),
+        scheduling_policy=_choice(
+            raw.get("schedulingPolicy", DEFAULT_SCHEDULING_POLICY),
+            SCHEDULING_POLICIES,
+            "spec.engine.schedulingPolicy",
         ),
     )
 

@@ -8,7 +8,7 @@ import pytest
 
 from tokenfleet_operator.child_meta import Owner
 from tokenfleet_operator.children import build_children, model_location, worker_deployment
-from tokenfleet_operator.resource import parse_spec
+from tokenfleet_operator.resource import InvalidSpec, parse_spec
 from tokenfleet_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -164,3 +164,21 @@ def test_decode_step_target_reaches_every_variant() -> None:
             "args"
         ]
         assert args[args.index("--decode-step-target-ms") + 1] == "80"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [({}, "fcfs"), ({"schedulingPolicy": "shortest-prompt-first"}, "shortest-prompt-first")],
+)
+def test_scheduling_policy_reaches_the_worker(raw: dict[str, str], expected: str) -> None:
+    spec = parse_spec({**SPEC_RAW, "engine": {**SPEC_RAW.get("engine", {}), **raw}})
+    acc = spec.accelerators[0]
+    args = worker_deployment(OWNER, spec, acc, 1, SETTINGS)["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ]
+    assert args[args.index("--scheduling-policy") + 1] == expected
+
+
+def test_unknown_scheduling_policy_names_the_field() -> None:
+    with pytest.raises(InvalidSpec, match=r"spec\.engine\.schedulingPolicy"):
+        parse_spec({**SPEC_RAW, "engine": {"schedulingPolicy": "lifo"}})

@@ -90,6 +90,11 @@ INVALID: list[tuple[str, list[Mutation], str]] = [
     ),
     ("max-replicas-zero", [_set("spec.autoscaling.maxReplicas", 0)], "spec.autoscaling.maxReplicas"),
     (
+        "unknown-scheduling-policy",
+        [_set("spec.engine.schedulingPolicy", "lifo")],
+        "spec.engine.schedulingPolicy",
+    ),
+    (
         "decode-step-target-zero",
         [_set("spec.engine.decodeStepTargetMs", 0)],
         "spec.engine.decodeStepTargetMs",

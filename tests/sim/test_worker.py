@@ -127,3 +127,41 @@ def test_decode_step_target_keeps_decodes_fast_beside_a_long_prompt() -> None:
     assert decoding.tpot is not None and decoding.tpot < 0.05
     # The price: the long prompt's first token comes later, in 39-token chunks while the other decodes.
     assert long.ttft is not None and plain_long.ttft is not None and long.ttft > plain_long.ttft
+
+
+@pytest.mark.parametrize(("policy", "short_first"), [("fcfs", False), ("shortest-prompt-first", True)])
+def test_scheduling_policy_orders_the_waiting_queue(policy: str, short_first: bool) -> None:
+    # One batch slot: the first request runs, a long and then a short one queue behind it.
+    worker, loop, events = make_worker(EngineConfig(max_num_seqs=1, scheduling_policy=policy))
+    running = SimRequest(1, 0.0, prompt_tokens=50, output_tokens=3)
+    long = SimRequest(2, 0.0, prompt_tokens=900, output_tokens=3)
+    short = SimRequest(3, 0.01, prompt_tokens=20, output_tokens=3)
+    for request in (running, long, short):
+        worker.submit(request, request.arrival)
+    loop.run()
+    assert events.done[0] is running
+    assert (events.done[1] is short) is short_first
+    assert short.ttft is not None and long.ttft is not None
+    assert (short.ttft < long.ttft) is short_first
+
+
+def test_unknown_scheduling_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="scheduling policy"):
+        EngineConfig(scheduling_policy="random")
+
+
+def test_a_full_prefix_cache_evicts_a_chain_tail_before_its_head() -> None:
+    # Two 512-token blocks of cache; as in the engine, a chain's head outlives its tail.
+    perf = LinearModel("tiny", 0.010, 0.001, 0.0, kv_capacity_tokens=1024)
+    loop = EventLoop()
+    worker = SimWorker("w", "v", perf, EngineConfig(max_batched_tokens=10_000), loop, Recorder(), 0.0)
+    worker.submit(SimRequest(1, 0.0, prompt_tokens=600, output_tokens=1, hash_ids=(1, 2)), 0.0)
+    loop.run()
+    other = SimRequest(2, loop.now, prompt_tokens=300, output_tokens=1, hash_ids=(7,))
+    worker.submit(other, loop.now)
+    loop.run()
+    again = SimRequest(3, loop.now, prompt_tokens=600, output_tokens=1, hash_ids=(1, 2))
+    worker.submit(again, loop.now)
+    loop.run()
+    # Block 1 was still cached: only 600 - 512 tokens are prefilled again (all 600 had it gone).
+    assert again.ttft == pytest.approx(0.010 + 0.001 * 88)

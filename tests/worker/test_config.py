@@ -64,6 +64,12 @@ pytestmark = pytest.mark.unit
         ),
         pytest.param(
             {"model": "/m/x"},
+            {"TOKENFLEET_WORKER_SCHEDULING_POLICY": "shortest-prompt-first"},
+            {"scheduling_policy": "shortest-prompt-first"},
+            id="scheduling-policy-from-env",
+        ),
+        pytest.param(
+            {"model": "/m/x"},
             {"TOKENFLEET_WORKER_SERVED_MODEL_NAME": "chat, chat-v2"},
             {"served_model_names": ("chat", "chat-v2")},
             id="names-from-env",
@@ -91,6 +97,7 @@ def test_build_worker_config(args: dict[str, Any], env: dict[str, str], expected
         pytest.param(
             {"model": "m", "decode_step_target_ms": 0}, {}, "--decode-step-target-ms", id="zero-target"
         ),
+        pytest.param({"model": "m", "scheduling_policy": "lifo"}, {}, "--scheduling-policy", id="bad-policy"),
     ],
 )
 def test_build_worker_config_rejects(args: dict[str, Any], env: dict[str, str], message: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tokenfleet_worker.admission import POLICIES, SHORTEST_PROMPT_FIRST
 from tokenfleet_worker.batch import SampledToken, SamplingParams, ScheduledSeq, StepBatch
 from tokenfleet_worker.config import EngineConfig
 from tokenfleet_worker.engine import Engine, RequestError
@@ -76,9 +77,13 @@ def make_engine(
     bundle: TokenizerBundle,
     runner: PagedFakeRunner | SimRunner,
     clock: FakeClock | None = None,
-    **kw: float,
+    **kw: float | str,
 ) -> Engine:
-    settings: dict[str, float] = {"max_num_seqs": 8, "max_batched_tokens": 32, "max_model_len": 128} | kw
+    settings: dict[str, float | str] = {
+        "max_num_seqs": 8,
+        "max_batched_tokens": 32,
+        "max_model_len": 128,
+    } | kw
     config = EngineConfig(block_size=BS, **settings)  # type: ignore[arg-type]
     return Engine(config, runner, bundle, clock=clock or FakeClock())
 
@@ -106,8 +111,9 @@ def generate_all(engine: Engine, bundle: TokenizerBundle, max_tokens: int = 12) 
     return {rid: [t for o in outs for t in o.token_ids] for rid, outs in results.items()}
 
 
+@pytest.mark.parametrize("policy", POLICIES)
 def test_batched_chunked_prefix_cached_preempted_equals_one_at_a_time(
-    bundle: TokenizerBundle, vocab: list[int]
+    bundle: TokenizerBundle, vocab: list[int], policy: str
 ) -> None:
     reference: dict[str, list[int]] = {}
     for rid, ids in prompts(bundle).items():
@@ -115,8 +121,17 @@ def test_batched_chunked_prefix_cached_preempted_equals_one_at_a_time(
         single.add_request(rid, ids, SamplingParams(max_tokens=12, ignore_eos=True))
         reference[rid] = [t for o in run_to_end(single)[rid] for t in o.token_ids]
     # A tight cache forces preemption; a small budget forces chunked prefill; prompts share prefixes.
-    tight = make_engine(bundle, PagedFakeRunner(16, vocab), max_batched_tokens=6, max_model_len=64)
+    tight = make_engine(
+        bundle,
+        PagedFakeRunner(16, vocab),
+        max_batched_tokens=6,
+        max_model_len=64,
+        scheduling_policy=policy,
+    )
     assert generate_all(tight, bundle) == reference
+    # The admission order differs (shortest first: "Hello", r2), the tokens do not.
+    first = tight.runner.batches[0].seqs[0].seq_id  # type: ignore[attr-defined]
+    assert first == (2 if policy == SHORTEST_PROMPT_FIRST else 0)
     assert tight.stats().num_preemptions > 0
     assert tight.stats().num_prefix_hits > 0
     assert any(not s.needs_sample for b in tight.runner.batches for s in b.seqs)  # type: ignore[attr-defined]

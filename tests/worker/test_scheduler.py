@@ -202,3 +202,29 @@ def test_decode_step_target_cuts_the_prefill_chunk_beside_decodes() -> None:
     run_step(plain)
     plain.add(seq(1, 60, first_token=100))
     assert chunk_sizes(run_step(plain)) == {0: 1, 1: 60}
+
+
+def test_shortest_prompt_first_admits_a_short_prompt_ahead_of_a_queued_long_one() -> None:
+    config = EngineConfig(
+        max_num_seqs=1,
+        max_batched_tokens=64,
+        block_size=BS,
+        max_model_len=256,
+        scheduling_policy="shortest-prompt-first",
+    )
+    s = Scheduler(config, BlockManager(64, BS))
+    s.add(seq(0, 8))  # running first: admission order never preempts what runs
+    run_step(s)
+    s.add(seq(1, 40))
+    s.add(seq(2, 4, first_token=100))
+    assert [q.seq_id for q in s.waiting] == [2, 1]
+    s.finish(s.running[0], "stop")
+    assert chunk_sizes(run_step(s)) == {2: 4}
+
+
+def test_fcfs_admits_in_arrival_order() -> None:
+    s = make(max_num_seqs=1)
+    s.add(seq(1, 40))
+    s.add(seq(2, 4, first_token=100))
+    assert [q.seq_id for q in s.waiting] == [1, 2]
+    assert chunk_sizes(run_step(s)) == {1: 40}

@@ -22,6 +22,7 @@ from types import FrameType
 
 import uvicorn
 
+from tokenfleet_worker.admission import POLICIES
 from tokenfleet_worker.async_engine import AsyncEngine
 from tokenfleet_worker.batch import Runner
 from tokenfleet_worker.config import (
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="target milliseconds of a step that carries decodes: prefill chunks are cut to keep it, "
         "learning step time from the engine's own steps (default: off, chunks fill the budget)",
+    )
+    add(
+        "--scheduling-policy",
+        choices=POLICIES,
+        help="admission order of waiting requests: fcfs, or shortest-prompt-first with aging, which "
+        "keeps short requests within a TTFT target through bursts (default fcfs)",
     )
     add("--max-model-len", type=int, help="context length cap (default: the model's)")
     add("--block-size", type=int, help="tokens per KV-cache block (default 16)")

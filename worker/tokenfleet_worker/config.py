@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenfleet_worker.admission import FCFS, POLICIES, check_policy
+
 ENV_PREFIX = "TOKENFLEET_WORKER_"
 BACKENDS = ("torch", "sim")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -28,6 +30,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     # Target seconds of a step that carries decodes: prefill chunks are cut to keep it (step_budget.py).
     decode_step_target_s: float | None = None
+    scheduling_policy: str = FCFS  # the waiting queue's admission order (admission.py)
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_batched_tokens", "block_size", "max_model_len", "max_waiting"):
@@ -35,6 +38,7 @@ class EngineConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.decode_step_target_s is not None and self.decode_step_target_s <= 0:
             raise ValueError(f"decode_step_target_s must be positive, got {self.decode_step_target_s}")
+        check_policy(self.scheduling_policy)
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class WorkerConfig:
     max_num_seqs: int = 64
     max_batched_tokens: int = 2048
     decode_step_target_ms: float | None = None  # None: prefill chunks fill max_batched_tokens
+    scheduling_policy: str = FCFS
     block_size: int = 16
     max_model_len: int | None = None  # None: the model's own limit
     max_waiting: int = 256
@@ -105,6 +110,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_num_seqs": int,
     "max_batched_tokens": int,
     "decode_step_target_ms": float,
+    "scheduling_policy": str,
     "block_size": int,
     "max_model_len": int,
     "max_waiting": int,
@@ -172,6 +178,8 @@ def _validate(config: WorkerConfig) -> None:
         raise ValueError("--max-model-len must be at least 2")
     if config.decode_step_target_ms is not None and config.decode_step_target_ms <= 0:
         raise ValueError("--decode-step-target-ms must be positive")
+    if config.scheduling_policy not in POLICIES:
+        raise ValueError(f"--scheduling-policy must be one of {', '.join(POLICIES)}")
 
 
 def build_engine_config(
@@ -196,4 +204,5 @@ def build_engine_config(
         decode_step_target_s=None
         if worker.decode_step_target_ms is None
         else worker.decode_step_target_ms / 1000,
+        scheduling_policy=worker.scheduling_policy,
     )

@@ -6,9 +6,10 @@ Each step spends a token budget (`max_batched_tokens`) over at most `max_num_seq
 2. running sequences still in prefill get the next chunk of their prompt from what budget is left, so
    a long prompt is split over steps while the decodes keep going every step; with a decode-step
    target, a step that carries decodes leaves prefill only the tokens that fit it (step_budget.py);
-3. waiting sequences are admitted first-come first-served while the budget, the sequence limit and
-   the free blocks allow; the queue head is never overtaken, and nothing is admitted in a step that
-   preempted.
+3. waiting sequences are admitted in queue order while the budget, the sequence limit and the free
+   blocks allow; the queue head is never overtaken, and nothing is admitted in a step that
+   preempted. The queue is kept in the config's admission order (admission.py: first come first
+   served, or shortest prompt first with aging); preempted sequences go back to its head.
 Sequences past their deadline finish with reason "deadline", waiting or running.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from tokenfleet_worker.admission import admission_key, enqueue
 from tokenfleet_worker.batch import ScheduledSeq, StepBatch
 from tokenfleet_worker.config import EngineConfig
 from tokenfleet_worker.kv_cache import BlockManager
@@ -58,7 +60,8 @@ class Scheduler:
 
     def add(self, seq: Sequence) -> None:
         seq.status = SeqStatus.WAITING
-        self.waiting.append(seq)
+        policy = self.config.scheduling_policy
+        enqueue(self.waiting, seq, lambda s: admission_key(policy, s.arrival_time, s.num_prompt_tokens))
 
     def finish(self, seq: Sequence, reason: str) -> None:
         """Stop a sequence (finished or aborted) and give its blocks back."""

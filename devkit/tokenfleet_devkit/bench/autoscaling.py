@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from tokenfleet_devkit.sim import plots
-    from tokenfleet_devkit.sim.benchmark import ScenarioOutcome, run_scenario
+    from tokenfleet_devkit.sim.benchmark import ScenarioOutcome, engine_summary, run_scenario
     from tokenfleet_devkit.sim.perf_model import cpu_model, gpu_model
     from tokenfleet_devkit.sim.scenarios import scenarios
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             _table(
                 f"{scenario.name}: {outcome.num_requests} requests over {outcome.horizon_s / 3600:.1f} h; "
                 f"SLO TTFT <= {slo.ttft_p95_s:g} s and TPOT <= {1000 * slo.tpot_p95_s:g} ms per request; "
-                f"scaling: {scenario.scaling}",
+                f"scaling: {scenario.scaling}; workers: {engine_summary(scenario)}",
                 rows,
             )
         )
@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"  ({elapsed:.0f} s of simulation)")
         report["scenarios"][scenario.name] = {
             "scaling": scenario.scaling,
+            "workers": engine_summary(scenario),
             "slo": {"ttft_s": slo.ttft_p95_s, "tpot_s": slo.tpot_p95_s, "attainment": 0.99},
             "requests": outcome.num_requests,
             "horizon_s": outcome.horizon_s,

@@ -56,7 +56,17 @@ DECODE_STEP_TARGET_SHARE = 0.8
 
 
 def engine_for(scenario: Scenario) -> EngineConfig:
-    return EngineConfig(decode_step_target_s=DECODE_STEP_TARGET_SHARE * scenario.slo.tpot_p95_s)
+    return EngineConfig(
+        decode_step_target_s=DECODE_STEP_TARGET_SHARE * scenario.slo.tpot_p95_s,
+        scheduling_policy=scenario.scheduling_policy,
+    )
+
+
+def engine_summary(scenario: Scenario) -> str:
+    """The workers' engine settings in spec terms, for the report."""
+    engine = engine_for(scenario)
+    target = engine.decode_step_target_s or 0.0
+    return f"decodeStepTargetMs {1000 * target:g}, schedulingPolicy {engine.scheduling_policy}"
 
 
 def run_scenario(scenario: Scenario, smoke: bool, with_mix: bool) -> ScenarioOutcome:

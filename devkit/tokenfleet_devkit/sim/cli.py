@@ -23,6 +23,7 @@ from tokenfleet_devkit.sim.perf_model import cpu_model, gpu_model
 from tokenfleet_devkit.sim.runs import Bench, tokenfleet_policy
 from tokenfleet_devkit.sim.scenarios import excerpt
 from tokenfleet_devkit.sim.worker import EngineConfig
+from tokenfleet_worker import admission
 
 TRACES = ("azure-code", "mooncake-conversation", "servegen-m-large")
 POLICIES = ("tokenfleet", "static", "hpa", "keda", "kpa")
@@ -88,6 +89,12 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         help="the workers' spec.engine.decodeStepTargetMs (default: unset, chunks fill the step budget)",
     )
+    p.add_argument(
+        "--scheduling-policy",
+        choices=admission.POLICIES,
+        default=admission.FCFS,
+        help="the workers' spec.engine.schedulingPolicy (default fcfs)",
+    )
     p.add_argument("--ttft-slo", type=float, default=2.0)
     p.add_argument("--tpot-slo", type=float, default=0.1)
     p.add_argument("--engine-results", type=Path, default=Path("results/engine.json"))
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     target = None if args.decode_step_target_ms is None else args.decode_step_target_ms / 1000
     config = SimConfig(
         variants=variants,
-        engine=EngineConfig(decode_step_target_s=target),
+        engine=EngineConfig(decode_step_target_s=target, scheduling_policy=args.scheduling_policy),
         interval_s=args.interval,
         strategy=args.strategy,
     )

@@ -1,7 +1,8 @@
 """One simulated worker: continuous batching with chunked prefill and a KV cache counted in tokens.
 
 Each step computes one token for every decoding sequence plus prefill chunks (FIFO) up to
-`max_batched_tokens`. A request is admitted from the waiting queue (first come, first served) when a
+`max_batched_tokens`. A request is admitted from the waiting queue (kept in the engine's admission
+order: first come first served, or shortest prompt first with aging, tokenfleet_worker.admission) when a
 batch slot is free and its prompt + output tokens fit the unreserved KV cache, so nothing is ever
 preempted. With prefix caching, leading prompt blocks already in this worker's cache are not
 prefilled again.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from tokenfleet_devkit.sim.events import EventLoop
 from tokenfleet_devkit.sim.perf_model import PerfModel
 from tokenfleet_devkit.sim.request import REJECT_DRAIN_TIMEOUT, REJECT_TOO_LARGE, SimRequest
+from tokenfleet_worker.admission import FCFS, admission_key, check_policy, enqueue
 from tokenfleet_worker.step_budget import StepTimeModel, prefill_budget, record_step
 
 MAX_SPAN_STEPS = 256  # keeps metrics and context growth reasonably fresh during long decode spans
@@ -38,6 +40,10 @@ class EngineConfig:
     prefix_block_tokens: int = 512  # the trace's hash-id granularity
     # spec.engine.decodeStepTargetMs in seconds: the worker's own step budget, learned from its steps.
     decode_step_target_s: float | None = None
+    scheduling_policy: str = FCFS  # spec.engine.schedulingPolicy
+
+    def __post_init__(self) -> None:
+        check_policy(self.scheduling_policy)
 
 
 class WorkerEvents:
@@ -131,7 +137,8 @@ class SimWorker:
         if not self.fits_ever(request):
             self._finish(request, now, REJECT_TOO_LARGE)
             return
-        self.waiting.append(request)
+        policy = self.engine.scheduling_policy
+        enqueue(self.waiting, request, lambda r: admission_key(policy, r.arrival, r.prompt_tokens))
         if not self._busy:
             self._schedule_next(now)
         elif self._span is not None and self._can_admit(request) and len(self.waiting) == 1:
@@ -152,7 +159,9 @@ class SimWorker:
             if block not in cache:
                 break
             hits += 1
-        for block in request.hash_ids:
+        # Leaf first, root last, as the engine frees a sequence's blocks: the LRU evicts a chain's
+        # tail before its head (a head evicted first would orphan the whole chain).
+        for block in reversed(request.hash_ids):
             cache[block] = None
             cache.move_to_end(block)
         while len(cache) > self._cache_blocks:

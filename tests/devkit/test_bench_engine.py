@@ -69,6 +69,14 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
     assert step_target["target_s"] > 0 and step_target["long_prompt_tokens"] == 256
     for mode in ("off", "on"):  # both runs finished the long prompt and timed the decoders' gaps
         assert step_target[mode]["long_ttft_s"] > 0 and step_target[mode]["itl_max_s"] > 0
+    admission = results["admission"]
+    assert admission["requests"] == 6 and admission["target_s"] > 0
+    for policy in ("fcfs", "shortest-prompt-first"):
+        by_length = sorted(admission[policy]["ttft_by_prompt_tokens"])
+        assert len(by_length) == 6 and all(ttft > 0 for _, ttft in by_length)
+    # Shortest first: the shortest prompt's first token comes before the longest one's.
+    by_length = sorted(admission["shortest-prompt-first"]["ttft_by_prompt_tokens"])
+    assert by_length[0][1] < by_length[-1][1]
 
 
 def test_decode_roofline_measures_eager_and_static_decode(tmp_path: Path) -> None:

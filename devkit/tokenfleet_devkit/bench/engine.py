@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from tokenfleet_devkit.bench.engine_admission import admission_runs
 from tokenfleet_devkit.bench.engine_report import print_tables, target_checks
 from tokenfleet_devkit.bench.engine_roofline import decode_roofline, memory_bandwidth
 from tokenfleet_devkit.bench.engine_runs import make_engine, run_engine, run_transformers
@@ -245,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print("tokenfleet engine: a long prompt mid-decode, decode-step target off and on")
         vocab, first_id = runner.vocab_size, len(SPECIAL_TOKENS)
         step_target = decode_step_target_runs(runner, model_dir, vocab, first_id, smoke=args.smoke)
+        console.print("tokenfleet engine: a burst of prompts, first come first served and shortest first")
+        admission = admission_runs(runner, model_dir, vocab, first_id, smoke=args.smoke)
         max_model_len = runner.max_model_len
         del engine, runner  # free the KV cache before the baselines load their own copies
         for name, row in offline.items():
@@ -295,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "lookahead": lookahead,
         "roofline": roofline,
         "decode_step_target": step_target,
+        "admission": admission,
     }
     print_tables(console, results)
     checks = target_checks(results, device.type == "cuda")

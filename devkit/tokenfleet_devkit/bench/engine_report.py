@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tokenfleet_worker.admission import FCFS, SHORTEST_PROMPT_FIRST
+
 TARGET_VS_TRANSFORMERS = 4.0
 TARGET_VS_VLLM = 1.0
 TARGET_BATCH1_CPU = 0.75
@@ -67,6 +69,9 @@ def print_tables(console: Console, results: dict[str, Any]) -> None:
     step_target = results.get("decode_step_target")
     if step_target:
         console.print(step_target_table(step_target))
+    admission = results.get("admission")
+    if admission:
+        console.print(admission_table(admission))
 
 
 def step_target_table(runs: dict[str, Any]) -> Table:
@@ -84,6 +89,23 @@ def step_target_table(runs: dict[str, Any]) -> Table:
                 fmt(row[k] and row[k] * 1e3, ".0f")
                 for k in ("itl_p50_s", "itl_p95_s", "itl_max_s", "long_ttft_s")
             ),
+        )
+    return table
+
+
+def admission_table(runs: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"a burst of {runs['requests']} prompts ({runs['prompt_tokens']} tokens, {runs['source']}) "
+        f"arriving at once; target: FCFS's median TTFT, {runs['target_s'] * 1e3:.0f} ms"
+    )
+    for column in ("admission order", "TTFT p50 ms", "TTFT p90 ms", "TTFT max ms", "last done ms", "within"):
+        table.add_column(column, justify="right")
+    for policy in (FCFS, SHORTEST_PROMPT_FIRST):
+        row = runs[policy]
+        table.add_row(
+            policy,
+            *(fmt(row[k] * 1e3, ".0f") for k in ("ttft_p50_s", "ttft_p90_s", "ttft_max_s", "makespan_s")),
+            f"{row['within_target']:.0%}",
         )
     return table
 

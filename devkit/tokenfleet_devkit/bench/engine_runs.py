@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from tokenfleet_devkit.bench.engine_workload import BenchRequest, percentile
+from tokenfleet_worker.admission import FCFS
 from tokenfleet_worker.batch import SamplingParams
 from tokenfleet_worker.config import EngineConfig
 from tokenfleet_worker.engine import Engine
@@ -41,9 +42,11 @@ def make_engine(
     max_num_seqs: int,
     max_batched_tokens: int,
     decode_step_target_s: float | None = None,
+    scheduling_policy: str = FCFS,
 ) -> Engine:
     config = EngineConfig(
         decode_step_target_s=decode_step_target_s,
+        scheduling_policy=scheduling_policy,
         max_num_seqs=max_num_seqs,
         max_batched_tokens=max_batched_tokens,
         block_size=runner.block_size,

@@ -8,8 +8,9 @@ import pytest
 
 from tokenfleet_operator.child_meta import Owner
 from tokenfleet_operator.children import build_children, model_location, worker_deployment
-from tokenfleet_operator.resource import InvalidSpec, parse_spec
+from tokenfleet_operator.resource import SCHEDULING_POLICIES, InvalidSpec, parse_spec
 from tokenfleet_operator.settings import OperatorSettings
+from tokenfleet_worker.admission import POLICIES
 
 pytestmark = pytest.mark.unit
 
@@ -182,3 +183,7 @@ def test_scheduling_policy_reaches_the_worker(raw: dict[str, str], expected: str
 def test_unknown_scheduling_policy_names_the_field() -> None:
     with pytest.raises(InvalidSpec, match=r"spec\.engine\.schedulingPolicy"):
         parse_spec({**SPEC_RAW, "engine": {"schedulingPolicy": "lifo"}})
+
+
+def test_the_operator_offers_exactly_the_worker_policies() -> None:
+    assert SCHEDULING_POLICIES == POLICIES

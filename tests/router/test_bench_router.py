@@ -9,13 +9,7 @@ from pathlib import Path
 import pytest
 
 from tokenfleet_devkit.bench.router import at_load, percentile, summarize
-from tokenfleet_devkit.bench.router_fleet import (
-    FleetModel,
-    SimWorker,
-    ideal_hit_tokens,
-    simulate,
-    ttft_floor_seconds,
-)
+from tokenfleet_devkit.bench.router_fleet import FleetModel, ideal_hit_tokens, simulate, ttft_floor_seconds
 from tokenfleet_devkit.traces import TraceRecord
 
 
@@ -118,12 +112,3 @@ def test_requests_must_be_positive() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--requests", "0", "--no-overhead"])
     assert exit_info.value.code == 2
-
-
-def test_a_full_worker_cache_evicts_a_chain_tail_before_its_head() -> None:
-    # Like the engine's block manager: a head evicted first would leave its tail cached but unreachable.
-    worker = SimWorker("w0", FleetModel(cache_blocks=4))
-    worker.remember((1, 2, 3))
-    worker.remember((9, 8))  # one over: the oldest chain loses its last block, not its first
-    assert worker.cached_prefix_blocks((1, 2, 3)) == 2
-    assert set(worker.cache) == {1, 2, 9, 8}

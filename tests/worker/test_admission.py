@@ -6,11 +6,9 @@ from collections import deque
 
 import pytest
 
-from tokenfleet_operator.resource import SCHEDULING_POLICIES
 from tokenfleet_worker.admission import (
     AGING_TOKENS_PER_SECOND,
     FCFS,
-    POLICIES,
     SHORTEST_PROMPT_FIRST,
     admission_key,
     check_policy,
@@ -65,7 +63,3 @@ def test_unknown_policies_are_refused_with_the_known_ones() -> None:
     assert check_policy(SHORTEST_PROMPT_FIRST) == SHORTEST_PROMPT_FIRST
     with pytest.raises(ValueError, match="fcfs, shortest-prompt-first"):
         check_policy("lifo")
-
-
-def test_the_operator_offers_exactly_the_worker_policies() -> None:
-    assert SCHEDULING_POLICIES == POLICIES

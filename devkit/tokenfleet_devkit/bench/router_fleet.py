@@ -16,10 +16,11 @@ import heapq
 import itertools
 import math
 import random
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 
 from tokenfleet_common.load_report import LoadReport
+from tokenfleet_devkit.sim.prefix_cache import PrefixCache
 from tokenfleet_devkit.traces import TraceRecord
 from tokenfleet_router.load_view import LoadView, SaturationLimits
 from tokenfleet_router.strategies import build_strategy
@@ -75,7 +76,6 @@ class SimRequest:
 class SimWorker:
     name: str
     model: FleetModel
-    cache: OrderedDict[int, None] = field(default_factory=OrderedDict)
     waiting: deque[SimRequest] = field(default_factory=deque)
     running: list[SimRequest] = field(default_factory=list)
     is_busy: bool = False
@@ -83,32 +83,14 @@ class SimWorker:
     plan: list[tuple[SimRequest, int]] = field(default_factory=list)  # (request, tokens) of the current step
     first_tokens: list[SimRequest] = field(default_factory=list)  # those the current step starts
 
-    def cached_prefix_blocks(self, hash_ids: tuple[int, ...]) -> int:
-        matched = 0
-        for block in hash_ids:
-            if block not in self.cache:
-                break
-            matched += 1
-        self._touch(hash_ids[:matched])
-        return matched
-
-    def remember(self, hash_ids: tuple[int, ...]) -> None:
-        self._touch(hash_ids)
-        while len(self.cache) > self.model.cache_blocks:
-            self.cache.popitem(last=False)
-
-    def _touch(self, hash_ids: tuple[int, ...]) -> None:
-        # Leaf first, root last, as the engine frees a sequence's blocks: the LRU then evicts a
-        # chain's tail before its head, and a head evicted first would orphan the whole chain.
-        for block in reversed(hash_ids):
-            self.cache[block] = None
-            self.cache.move_to_end(block)
+    def __post_init__(self) -> None:
+        self.cache = PrefixCache(self.model.cache_blocks)
 
     def _admit_waiting(self) -> None:
         while self.waiting and len(self.running) < self.model.max_num_seqs:
             request = self.waiting.popleft()
             prompt = request.record.prompt_tokens
-            cached = min(prompt - 1, self.cached_prefix_blocks(request.record.hash_ids) * TRACE_BLOCK_TOKENS)
+            cached = min(prompt - 1, self.cache.match(request.record.hash_ids) * TRACE_BLOCK_TOKENS)
             request.cached_tokens = max(0, cached)
             request.prefill_left = prompt - request.cached_tokens
             self.running.append(request)
@@ -142,7 +124,7 @@ class SimWorker:
                 request.prefill_left -= tokens
                 if request.prefill_left > 0:
                     continue
-                self.remember(request.record.hash_ids)
+                self.cache.remember(request.record.hash_ids)
             request.generated += 1
             if request.first_token_s is None:
                 request.first_token_s = now

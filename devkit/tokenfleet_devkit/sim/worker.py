@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 
 from tokenfleet_devkit.sim.events import EventLoop
 from tokenfleet_devkit.sim.perf_model import PerfModel
+from tokenfleet_devkit.sim.prefix_cache import PrefixCache
 from tokenfleet_devkit.sim.request import REJECT_DRAIN_TIMEOUT, REJECT_TOO_LARGE, SimRequest
 from tokenfleet_worker.admission import FCFS, admission_key, check_policy, enqueue
 from tokenfleet_worker.step_budget import StepTimeModel, prefill_budget, record_step
@@ -91,8 +92,7 @@ class SimWorker:
         self.num_in_flight = 0  # requests routed here and not done
         self.prompt_tokens_done = 0  # computed (not cache hits), for throughput
         self.generation_tokens_done = 0
-        self._prefix_cache: OrderedDict[int, None] = OrderedDict()
-        self._cache_blocks = max(1, self.capacity // engine.prefix_block_tokens)
+        self._prefix_cache = PrefixCache(self.capacity // engine.prefix_block_tokens)
         self._busy = False
         self._generation = 0  # bumps to cancel a scheduled span end
         self._span: tuple[float, float, int] | None = None  # (start, step seconds, steps)
@@ -153,19 +153,8 @@ class SimWorker:
     def _prefix_hits(self, request: SimRequest) -> int:
         if not self.engine.prefix_caching or not request.hash_ids:
             return 0
-        cache = self._prefix_cache
-        hits = 0
-        for block in request.hash_ids:
-            if block not in cache:
-                break
-            hits += 1
-        # Leaf first, root last, as the engine frees a sequence's blocks: the LRU evicts a chain's
-        # tail before its head (a head evicted first would orphan the whole chain).
-        for block in reversed(request.hash_ids):
-            cache[block] = None
-            cache.move_to_end(block)
-        while len(cache) > self._cache_blocks:
-            cache.popitem(last=False)
+        hits = self._prefix_cache.match(request.hash_ids)
+        self._prefix_cache.remember(request.hash_ids)
         # The last prompt token is always computed, to produce the first output token.
         return min(hits * self.engine.prefix_block_tokens, request.prompt_tokens - 1)
 

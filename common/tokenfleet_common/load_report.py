@@ -23,6 +23,10 @@ class LoadReport:
     # the work ahead of a new request's first token. None from workers that do not count it; the
     # router then relies on its own counts.
     prefill_tokens_waiting: int | None = None
+    # Prompt tokens the prefix cache can hold at most (KV blocks x block size; 0 without prefix
+    # caching): the router forgets what a worker cached once it has sent it more than this.
+    # None from workers that do not say.
+    prefix_cache_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

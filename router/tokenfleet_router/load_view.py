@@ -162,4 +162,5 @@ class LoadView:
             max_num_seqs=max_num_seqs,
             is_available=is_available,
             is_saturated=is_saturated,
+            prefix_cache_tokens=report.prefix_cache_tokens if report and worker.serves_reports else None,
         )

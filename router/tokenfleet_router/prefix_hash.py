@@ -9,13 +9,13 @@ the engine.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 DEFAULT_BLOCK_BYTES = 64
 BYTES_PER_TOKEN = 4  # rough average for English text and code
-MAX_WORKERS_PER_BLOCK = 4  # several workers may hold a popular prefix; remember the most recent few
 
 
 def block_hashes(data: bytes, block_bytes: int = DEFAULT_BLOCK_BYTES) -> tuple[int, ...]:
@@ -35,65 +35,81 @@ def estimate_tokens(data: bytes) -> int:
     return (len(data) + BYTES_PER_TOKEN - 1) // BYTES_PER_TOKEN
 
 
+def _held_prefix(hashes: Sequence[int], blocks: Mapping[int, float]) -> int:
+    """How many leading blocks of `hashes` are in `blocks`.
+
+    What a worker holds of a chain is always a prefix of it (a block is recorded only with every
+    block before it, and those are touched after it, so evicted after it), so bisect for its end
+    instead of walking a chain that may be thousands of blocks long."""
+    return bisect.bisect_left(range(len(hashes)), True, key=lambda i: hashes[i] not in blocks)
+
+
 class PrefixIndex:
-    """LRU-bounded map from block hash to the workers that most recently served it.
+    """Which prompt prefixes each worker holds, as an LRU per worker sized to its prefix cache.
 
     A chained hash stands for the whole prefix up to its block, so a worker that holds block i
-    served every block before it too; its match length is the last such i plus one.
+    holds every block before it too; its match length is the last such i plus one. Each worker's
+    entries are charged the prompt tokens they stand for and evicted least recently used first
+    once they pass the cache size that worker reports (`capacity_tokens`), tail blocks before
+    head blocks as the engine frees them. So the index forgets a prefix about when the worker
+    does: a prefix the worker has evicted is no longer counted as a hit there, and a request is
+    not sent after a cache that is gone. Without a reported size a worker keeps an even share
+    of `capacity_blocks`, the bound on the router's own memory.
     """
 
     def __init__(self, capacity_blocks: int = 200_000) -> None:
         if capacity_blocks <= 0:
             raise ValueError("capacity_blocks must be positive")
         self.capacity_blocks = capacity_blocks
-        self._workers_by_block: OrderedDict[int, list[str]] = OrderedDict()
+        self._held: dict[str, OrderedDict[int, float]] = {}  # worker -> block -> tokens, LRU first
+        self._held_tokens: dict[str, float] = {}
         # The last query and its answer: a request's chain is matched by its scorer and again by
         # the strategy for the picked worker, and a long prompt's chain is thousands of blocks.
         self._last: tuple[Sequence[int], Mapping[str, int]] | None = None
 
     def __len__(self) -> int:
-        return len(self._workers_by_block)
+        return sum(len(blocks) for blocks in self._held.values())
 
     def match_lengths(self, hashes: Sequence[int]) -> Mapping[str, int]:
-        """Number of leading blocks of `hashes` each known worker served (workers with 0 omitted)."""
+        """Number of leading blocks of `hashes` each known worker holds (workers with 0 omitted)."""
         if self._last is not None and self._last[0] is hashes:
             return self._last[1]  # the same chain object, and the index has not changed since
         matched: dict[str, int] = {}
-        for i, block in enumerate(hashes):
-            workers = self._workers_by_block.get(block)
-            if workers is None:
-                break  # a missing link: no worker can match past it
-            for worker in workers:
-                matched[worker] = i + 1
+        for worker, blocks in self._held.items():
+            held = _held_prefix(hashes, blocks)
+            if held:
+                matched[worker] = held
         self._last = (hashes, matched)
         return matched
 
-    def record(self, hashes: Iterable[int], worker: str) -> None:
-        """Remember that `worker` now holds every block of this chain (most recent first)."""
+    def record(
+        self,
+        hashes: Sequence[int],
+        worker: str,
+        tokens_per_block: float = 1.0,
+        capacity_tokens: int | None = None,
+    ) -> None:
+        """Remember that `worker` now holds every block of this chain, each `tokens_per_block` tokens.
+
+        `capacity_tokens` is the worker's prefix-cache size from its load report (None: unknown)."""
         self._last = None
-        by_block = self._workers_by_block
-        for block in hashes:
-            workers = by_block.get(block)
-            if workers is None:
-                by_block[block] = [worker]
-                continue
-            by_block.move_to_end(block)
-            if workers[0] != worker:  # a conversation mostly stays: then the list is already right
-                if worker in workers:
-                    workers.remove(worker)
-                workers.insert(0, worker)
-                del workers[MAX_WORKERS_PER_BLOCK:]
-        while len(by_block) > self.capacity_blocks:
-            by_block.popitem(last=False)
+        if capacity_tokens is not None and capacity_tokens <= 0:
+            self.forget_worker(worker)  # no prefix cache there: it holds nothing
+            return
+        blocks = self._held.setdefault(worker, OrderedDict())
+        held = self._held_tokens.get(worker, 0.0)
+        for block in reversed(hashes):  # the head touched last: evicted last
+            held += tokens_per_block - blocks.pop(block, 0.0)
+            blocks[block] = tokens_per_block
+        max_blocks = self.capacity_blocks // len(self._held)
+        while blocks and (
+            len(blocks) > max_blocks or (capacity_tokens is not None and held > capacity_tokens)
+        ):
+            held -= blocks.popitem(last=False)[1]
+        self._held_tokens[worker] = held
 
     def forget_worker(self, worker: str) -> None:
         """Drop a worker that left the fleet; its cache is gone with it."""
         self._last = None
-        empty: list[int] = []
-        for block, workers in self._workers_by_block.items():
-            if worker in workers:
-                workers.remove(worker)
-                if not workers:
-                    empty.append(block)
-        for block in empty:
-            del self._workers_by_block[block]
+        self._held.pop(worker, None)
+        self._held_tokens.pop(worker, None)

@@ -32,6 +32,7 @@ class WorkerLoad:
     max_num_seqs: int = 0  # 0 when unknown
     is_available: bool = True  # ready, not draining, not recently failed
     is_saturated: bool = False  # stale report, or queue/KV/in-flight past the limits
+    prefix_cache_tokens: int | None = None  # from the worker's last load report; None when unknown
 
     @property
     def name(self) -> str:

@@ -145,9 +145,12 @@ def test_worker_without_reports_is_judged_by_own_counts() -> None:
 def test_report_fields_reach_the_snapshot() -> None:
     view = LoadView()
     view.set_endpoints([A])
-    view.record_report("a", report(waiting=3, running=2, kv_cache_usage=0.4, max_num_seqs=16), now=0.0)
+    assert view.snapshot(0.0)[0].prefix_cache_tokens is None  # no report yet: size unknown
+    fields = dict(waiting=3, running=2, kv_cache_usage=0.4, max_num_seqs=16, prefix_cache_tokens=4096)
+    view.record_report("a", report(**fields), now=0.0)
     load = view.snapshot(0.0)[0]
     assert (load.num_waiting, load.num_running, load.kv_cache_usage, load.max_num_seqs) == (3, 2, 0.4, 16)
+    assert load.prefix_cache_tokens == 4096
 
 
 def test_set_endpoints_keeps_state_of_staying_workers_and_reports_removed() -> None:

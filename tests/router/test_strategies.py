@@ -155,6 +155,20 @@ def test_least_load_prefers_the_shortest_queued_prefill() -> None:
     assert chosen(strategy, RequestInfo(num_prompt_tokens=1_000), loads) == "decoding"
 
 
+def test_prefix_affinity_forgets_what_a_worker_cache_could_not_keep() -> None:
+    strategy = build_strategy("prefix-affinity", rng=random.Random(0))
+    first = replace(prompt("K", "1"), num_prompt_tokens=1_000)
+    # The worker reports room for ~1.5 prompts: after a second, different prompt the router no
+    # longer counts the first as cached there, so it does not follow a cache that is gone.
+    small = [load("w0", prefix_cache_tokens=1_500)]
+    assert chosen(strategy, first, small) == "w0"
+    assert strategy.context.prefix_index.match_lengths(first.block_hashes) == {"w0": len(first.block_hashes)}
+    chosen(strategy, replace(prompt("L", "1"), num_prompt_tokens=1_000), small)
+    assert strategy.context.prefix_index.match_lengths(first.block_hashes).get("w0", 0) < len(
+        first.block_hashes
+    )
+
+
 def test_prefix_affinity_forgets_departed_workers() -> None:
     strategy = build_strategy("prefix-affinity", rng=random.Random(0))
     picked = strategy.choose(prompt("F", "1"), fleet(2))

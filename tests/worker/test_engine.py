@@ -8,6 +8,7 @@ block tables, a bad prefix hit or a broken recompute after preemption change the
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -235,6 +236,11 @@ def test_stats_and_load_report(bundle: TokenizerBundle, vocab: list[int]) -> Non
     report = stats.load_report(draining=False, ready=True)
     assert report.kv_cache_usage == pytest.approx(4 / 32)
     assert report.max_num_seqs == 2
+    assert report.prefix_cache_tokens == 32 * stats.block_size  # what the router sizes its index by
+    assert (
+        replace(stats, has_prefix_cache=False).load_report(draining=False, ready=True).prefix_cache_tokens
+        == 0
+    )
     run_to_end(engine)
     final = engine.stats()
     assert final.num_generation_tokens == 9

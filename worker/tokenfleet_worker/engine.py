@@ -152,6 +152,7 @@ class Engine:
             num_total_blocks=self.block_manager.num_blocks,
             num_free_blocks=self.block_manager.num_free_blocks,
             block_size=self.config.block_size,
+            has_prefix_cache=self.config.enable_prefix_caching,
             tokens_in_flight=sum(s.num_tokens for s in self.scheduler.running),
             prefill_tokens_waiting=self.scheduler.prefill_tokens_waiting(),
             max_num_seqs=self.config.max_num_seqs,

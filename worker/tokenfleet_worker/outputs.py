@@ -41,6 +41,7 @@ class EngineStats:
     num_total_blocks: int = 0
     num_free_blocks: int = 0
     block_size: int = 16
+    has_prefix_cache: bool = True
     tokens_in_flight: int = 0
     prefill_tokens_waiting: int = 0
     max_num_seqs: int = 0
@@ -68,6 +69,7 @@ class EngineStats:
             draining=draining,
             ready=ready,
             prefill_tokens_waiting=self.prefill_tokens_waiting,
+            prefix_cache_tokens=self.num_total_blocks * self.block_size if self.has_prefix_cache else 0,
         )
 
 

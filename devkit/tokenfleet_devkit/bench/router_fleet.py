@@ -151,6 +151,7 @@ class SimWorker:
             tokens_in_flight=sum(r.record.prompt_tokens + r.generated for r in self.running),
             max_num_seqs=self.model.max_num_seqs,
             prefill_tokens_waiting=self.prefill_tokens_waiting(),
+            prefix_cache_tokens=total * TRACE_BLOCK_TOKENS,
         )
 
     def prefill_tokens_waiting(self) -> int:

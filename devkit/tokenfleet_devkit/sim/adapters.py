@@ -73,6 +73,7 @@ class RouterModel:
                 total_blocks=worker.capacity,
                 tokens_in_flight=worker.tokens_in_flight,
                 max_num_seqs=worker.engine.max_num_seqs,
+                prefix_cache_tokens=worker.capacity,
             )
             self.view.record_report(name, report, now)
 

@@ -42,6 +42,9 @@ def test_worker_killed_mid_stream_ends_the_stream_with_an_error_and_traffic_move
     with running(doomed, survivor, router):
         for server in (doomed, survivor, router):
             server.wait_ready()
+        # Until both have reported load the router counts one as saturated, and the stream
+        # would run on the other, not the one killed below.
+        wait_until_routable(router.url, workers=2)
         client = client_for(router.url)
         stream_texts: list[str] = []
         started = time.monotonic()

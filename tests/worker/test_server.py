@@ -153,6 +153,7 @@ def test_models_health_ready_load(server: RunningServer, client: openai.OpenAI) 
     assert httpx.get(server.base_url + "/ready").status_code == 200
     report = LoadReport.from_dict(httpx.get(server.base_url + "/load").json())
     assert report.total_blocks == 2048
+    assert report.prefix_cache_tokens == 2048 * 16  # the size the router's prefix index keeps to
     assert report.ready and not report.draining
     assert report.waiting == 0
 

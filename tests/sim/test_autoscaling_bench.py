@@ -92,3 +92,14 @@ def test_sim_cli_shortest_prompt_first_keeps_more_of_a_burst_in_the_slo(tmp_path
         assert cli.main([*args, "--scheduling-policy", policy, "--json", str(out)]) == 0
         attainment[policy] = json.loads(out.read_text())["summary"]["slo_attainment"]
     assert attainment["shortest-prompt-first"] > attainment["fcfs"] + 0.05
+
+
+def test_an_unknown_trace_name_is_refused_with_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to run nothing and report every target met.
+    with pytest.raises(SystemExit) as exit_info:
+        autoscaling.main(["--smoke", "--trace", "mooncake", "--results", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "mooncake-conversation" in capsys.readouterr().err
+    assert not (tmp_path / "autoscaling.json").exists()

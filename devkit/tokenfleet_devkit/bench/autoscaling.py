@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tokenfleet_devkit.sim.scenarios import SCENARIO_NAMES
 from tokenfleet_devkit.traces import TraceMissing
 
 POLICY_ORDER = (
@@ -72,7 +73,12 @@ def _table(title: str, rows: list[tuple[str, str, dict[str, Any]]]) -> Table:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokenfleet bench autoscaling", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="short excerpts, one setting per policy")
-    parser.add_argument("--trace", action="append", help="run only these scenarios (repeatable)")
+    parser.add_argument(
+        "--trace",
+        action="append",
+        choices=SCENARIO_NAMES,
+        help="run only these scenarios (repeatable)",
+    )
     parser.add_argument("--servegen-days", type=float, default=2.0)
     parser.add_argument("--no-mix", action="store_true", help="skip the H100+L40S cost-aware mix runs")
     parser.add_argument("--no-plots", action="store_true")

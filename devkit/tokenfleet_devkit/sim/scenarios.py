@@ -49,6 +49,8 @@ def excerpt(records: list[traces.TraceRecord], start_s: float, duration_s: float
     ]
 
 
+AZURE, MOONCAKE, SERVEGEN = "azure-code", "mooncake-conversation", "servegen-m-large"
+SCENARIO_NAMES = (AZURE, MOONCAKE, SERVEGEN)
 AZURE_RATE = 4.0
 MOONCAKE_RATE = 2.0
 SERVEGEN_RATE = 1 / 300
@@ -68,21 +70,21 @@ def scenarios(servegen_days: float = 2.0, smoke: bool = False) -> list[Scenario]
     if smoke:
         return [
             Scenario(
-                "azure-code",
+                AZURE,
                 Slo(2.0, 0.1),
                 "smoke: minutes 20-22, rate x1",
                 lambda: excerpt(traces.load_azure_code(), 1200, 120),
                 scheduling_policy=SHORTEST_PROMPT_FIRST,
             ),
             Scenario(
-                "mooncake-conversation",
+                MOONCAKE,
                 Slo(6.0, 0.1),
                 "smoke: minutes 10-11, rate x1",
                 lambda: excerpt(traces.load_mooncake(), 600, 60),
                 is_bursty=False,
             ),
             Scenario(
-                "servegen-m-large",
+                SERVEGEN,
                 Slo(6.0, 0.1),
                 "smoke: first 30 min, rate x1/2000, lengths x4",
                 lambda: traces.scale_lengths(
@@ -95,7 +97,7 @@ def scenarios(servegen_days: float = 2.0, smoke: bool = False) -> list[Scenario]
         ]
     return [
         Scenario(
-            "azure-code",
+            AZURE,
             Slo(2.0, 0.1),
             f"rate x{AZURE_RATE:g} (copies jittered by up to {JITTER_S:g} s), lengths as recorded",
             lambda: traces.scale_rate(traces.load_azure_code(), AZURE_RATE, jitter_s=JITTER_S),
@@ -105,7 +107,7 @@ def scenarios(servegen_days: float = 2.0, smoke: bool = False) -> list[Scenario]
             scheduling_policy=SHORTEST_PROMPT_FIRST,
         ),
         Scenario(
-            "mooncake-conversation",
+            MOONCAKE,
             Slo(6.0, 0.1),
             f"rate x{MOONCAKE_RATE:g} (copies jittered by up to {JITTER_S:g} s, own prefix ids), "
             "lengths as recorded",
@@ -113,7 +115,7 @@ def scenarios(servegen_days: float = 2.0, smoke: bool = False) -> list[Scenario]
             is_bursty=False,
         ),
         Scenario(
-            "servegen-m-large",
+            SERVEGEN,
             Slo(6.0, 0.1),
             f"{servegen_days:g} days; Poisson arrivals at rate x{SERVEGEN_RATE:g} of the 10-min curve, "
             f"lengths from the mixture x{SERVEGEN_LENGTHS:g}",

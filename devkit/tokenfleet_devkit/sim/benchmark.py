@@ -7,6 +7,7 @@ baselines' search grids a scale. Runs before the oracle (static) report no lag: 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +21,7 @@ from tokenfleet_devkit.sim.runs import (
     Bench,
     Run,
     Search,
+    Setting,
     search,
     search_oracle,
     search_static,
@@ -94,22 +96,15 @@ def run_scenario(scenario: Scenario, smoke: bool, with_mix: bool) -> ScenarioOut
 
     mean_replicas = sum(bench.need_per_minute) / len(bench.need_per_minute)
     rps_per_replica = len(records) / horizon / mean_replicas
+    floors = _floors(cap, smoke)
     factors = _grid([1.0, 0.7, 1.4, 0.5], smoke, scenario)
-    outcome.searches.append(
-        search(
-            "hpa-rps",
-            [(f"rps/replica={rps_per_replica * f:.2f}", _hpa(rps_per_replica * f)) for f in factors],
-            bench,
-        )
-    )
+    hpa = [(f"rps/replica={rps_per_replica * f:.2f}", _hpa(rps_per_replica * f)) for f in factors]
     waiting = _grid([4.0, 8.0, 2.0, 16.0], smoke, scenario)
-    outcome.searches.append(
-        search("keda-waiting", [(f"waiting/replica={w:g}", _keda(w)) for w in waiting], bench)
-    )
+    keda = [(f"waiting/replica={w:g}", _keda(w)) for w in waiting]
     concurrency = _grid([16.0, 32.0, 8.0, 64.0], smoke, scenario)
-    outcome.searches.append(
-        search("knative-kpa", [(f"concurrency={c:g}", _kpa(c)) for c in concurrency], bench)
-    )
+    kpa = [(f"concurrency={c:g}", _kpa(c)) for c in concurrency]
+    for policy, grid in (("hpa-rps", hpa), ("keda-waiting", keda), ("knative-kpa", kpa)):
+        outcome.searches.append(search(policy, _with_floors(grid, floors), bench))
     queue_targets = _grid([4.0, 2.0, 8.0, 1.0], smoke, scenario)
     tf_grid = [
         (
@@ -118,11 +113,31 @@ def run_scenario(scenario: Scenario, smoke: bool, with_mix: bool) -> ScenarioOut
         )
         for q in queue_targets
     ]
-    outcome.searches.append(search("tokenfleet", tf_grid, bench))
+    outcome.searches.append(search("tokenfleet", _with_floors(tf_grid, floors), bench))
     if with_mix and scenario.with_mix:
-        outcome.mix = _mix(bench, scenario, outcome.best("tokenfleet"))
+        unfloored = [r for r in outcome.searches[-1].tried if _tokenfleet_setting(r.setting)[1] == 1]
+        outcome.mix = _mix(bench, scenario, Search("tokenfleet", unfloored).best)
     outcome.targets = check_targets(outcome)
     return outcome
+
+
+def _floors(peak_replicas: int, smoke: bool) -> list[int]:
+    """minReplicas tried with every threshold: none, and half the peak fleet, the floor a user who
+    knows the traffic comes in bursts would set (every autoscaler here takes one, as HPA, KEDA and
+    Knative do). Bursts shorter than a cold start are served by what already runs."""
+    half = math.ceil(peak_replicas / 2)
+    return [1] if smoke or half <= 1 else [1, half]
+
+
+def _with_floors(grid: list[tuple[str, Any]], floors: list[int]) -> list[Setting]:
+    """Each (label, build-with-floor) setting at each floor."""
+    return [
+        Setting(
+            label if floor == 1 else f"{label}, minReplicas={floor}", functools.partial(build, floor), floor
+        )
+        for floor in floors
+        for label, build in grid
+    ]
 
 
 def _grid(values: list[float], smoke: bool, scenario: Scenario) -> list[float]:
@@ -131,20 +146,20 @@ def _grid(values: list[float], smoke: bool, scenario: Scenario) -> list[float]:
 
 
 def _hpa(target: float) -> Any:
-    return lambda: baselines.Hpa("h100", target)
+    return lambda floor: baselines.Hpa("h100", target, min_replicas=floor)
 
 
 def _keda(target: float) -> Any:
-    return lambda: baselines.Keda("h100", target)
+    return lambda floor: baselines.Keda("h100", target, min_replicas=floor)
 
 
 def _kpa(target: float) -> Any:
-    return lambda: baselines.Kpa("h100", target)
+    return lambda floor: baselines.Kpa("h100", target, min_replicas=floor)
 
 
 def _tokenfleet(variants: tuple[VariantSetup, ...], scenario: Scenario, overrides: dict[str, Any]) -> Any:
-    return lambda: tokenfleet_policy(
-        variants, scenario.slo, scenario.interval_s, overrides, engine_for(scenario)
+    return lambda floor: tokenfleet_policy(
+        variants, scenario.slo, scenario.interval_s, {**overrides, "minReplicas": floor}, engine_for(scenario)
     )
 
 
@@ -156,11 +171,19 @@ def declared(variant: VariantSetup, requests: list[SimRequest], max_batched_toke
     return replace(variant, tokens_per_second=round(rate, 1))
 
 
+def _tokenfleet_setting(label: str) -> tuple[float, int]:
+    """The queue target and floor of a tokenfleet search label such as
+    `queueDepthPerReplica=2, minReplicas=4`."""
+    values = dict(part.split("=") for part in label.split(", "))
+    return float(values["queueDepthPerReplica"]), int(values.get("minReplicas", 1))
+
+
 def _mix(bench: Bench, scenario: Scenario, best_h100: Run | None) -> dict[str, Run]:
     """tokenfleet on H100 only (already run), L40S only, and both with the cost-aware placement; each
-    variant declares the full-load throughput `declared` gives it, as a user would from a benchmark."""
+    variant declares the full-load throughput `declared` gives it, as a user would from a benchmark.
+    All three without a floor: a minReplicas count is a different capacity on each accelerator."""
     setting = best_h100.setting if best_h100 else "queueDepthPerReplica=8"
-    queue = float(setting.split("=")[1])
+    queue, _ = _tokenfleet_setting(setting)
     overrides = {"targets": {"queueDepthPerReplica": queue}}
     runs: dict[str, Run] = {}
     if best_h100 is not None:

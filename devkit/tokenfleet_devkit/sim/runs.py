@@ -83,10 +83,23 @@ class Bench:
         return Run(autoscaler.name, setting, summary, result)
 
 
-def search(policy: str, grid: Sequence[tuple[str, Callable[[], Autoscaler]]], bench: Bench) -> Search:
+@dataclass(frozen=True)
+class Setting:
+    """One point of a policy's search: its label, how to build the autoscaler, and its minReplicas."""
+
+    label: str
+    build: Callable[[], Autoscaler]
+    min_replicas: int = 1
+
+
+def search(policy: str, grid: Sequence[Setting], bench: Bench) -> Search:
+    """Every setting on the same arrivals; a setting with a floor starts with its floor running, as a
+    fleet given minReplicas has been."""
     found = Search(policy)
-    for setting, build in grid:
-        found.tried.append(bench.run(build(), setting))
+    first = bench.config.variants[0].name
+    for setting in grid:
+        start = max(setting.min_replicas, bench.need_per_minute[0] if bench.need_per_minute else 1)
+        found.tried.append(bench.run(setting.build(), setting.label, {first: start}))
     return found
 
 

@@ -101,7 +101,7 @@ class PrefixIndex:
         for block in reversed(hashes):  # the head touched last: evicted last
             held += tokens_per_block - blocks.pop(block, 0.0)
             blocks[block] = tokens_per_block
-        max_blocks = self.capacity_blocks // len(self._held)
+        max_blocks = max(1, self.capacity_blocks // len(self._held))
         while blocks and (
             len(blocks) > max_blocks or (capacity_tokens is not None and held > capacity_tokens)
         ):

@@ -6,7 +6,7 @@ import pytest
 
 from tokenfleet_devkit import traces
 from tokenfleet_devkit.sim import baselines
-from tokenfleet_devkit.sim.benchmark import _floors, _hpa, _tokenfleet_setting, _with_floors
+from tokenfleet_devkit.sim.benchmark import Knob, _floors, _tokenfleet_setting, search_knob
 from tokenfleet_devkit.sim.fleet import SimConfig, VariantSetup
 from tokenfleet_devkit.sim.metrics import Slo
 from tokenfleet_devkit.sim.perf_model import gpu_model
@@ -24,16 +24,39 @@ def test_floors_are_none_and_half_the_peak_fleet() -> None:
     assert _floors(8, smoke=True) == [1]
 
 
-def test_every_threshold_is_tried_at_every_floor_and_builds_with_it() -> None:
-    grid = _with_floors([("rps/replica=2", _hpa(2.0)), ("rps/replica=4", _hpa(4.0))], [1, 3])
-    assert [(s.label, s.min_replicas) for s in grid] == [
-        ("rps/replica=2", 1),
-        ("rps/replica=4", 1),
-        ("rps/replica=2, minReplicas=3", 3),
-        ("rps/replica=4, minReplicas=3", 3),
+def heavy_bench() -> Bench:
+    """Two minutes of 4000-token prompts at 20/s: three H100 replicas hold the SLO, two do not."""
+    records = [traces.TraceRecord(i / 20, 4000, 50) for i in range(120 * 20)]
+    return Bench(records, Slo(2.0, 0.1), SimConfig(variants=(H100,)), 180.0, [6, 6, 6])
+
+
+def fixed(replicas: float, floor: int) -> baselines.Static:
+    return baselines.Static("h100", max(floor, round(replicas)))
+
+
+def test_the_search_goes_leaner_past_the_grid_until_the_slo_breaks() -> None:
+    knob = Knob("replicas={:g}", [8.0, 6.0], 0.5, fixed)
+    found = search_knob("static", knob, [1], heavy_bench(), extensions=3)
+    tried = [(run.setting, run.meets_slo) for run in found.tried]
+    # 6 was the grid's leanest and met the SLO: 3 is tried and meets it, 1.5 (two replicas) does not.
+    assert tried == [
+        ("replicas=8", True),
+        ("replicas=6", True),
+        ("replicas=3", True),
+        ("replicas=1.5", False),
     ]
-    built = grid[3].build()
-    assert isinstance(built, baselines.Hpa) and (built.min_replicas, built.target) == (3, 4.0)
+    assert found.best.setting == "replicas=3"
+
+
+def test_each_floor_gets_the_grid_and_no_extension_when_told_none() -> None:
+    knob = Knob("replicas={:g}", [8.0, 6.0], 0.5, fixed)
+    found = search_knob("static", knob, [1, 4], heavy_bench(), extensions=0)
+    assert [run.setting for run in found.tried] == [
+        "replicas=8",
+        "replicas=6",
+        "replicas=8, minReplicas=4",
+        "replicas=6, minReplicas=4",
+    ]
 
 
 @pytest.mark.parametrize(

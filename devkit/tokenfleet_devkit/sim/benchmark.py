@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tokenfleet_devkit.sim import baselines, oracle
 from tokenfleet_devkit.sim.fleet import SimConfig, VariantSetup
 from tokenfleet_devkit.sim.metrics import worst_lag
+from tokenfleet_devkit.sim.observation import Autoscaler
 from tokenfleet_devkit.sim.perf_model import gpu_model
 from tokenfleet_devkit.sim.request import SimRequest
 from tokenfleet_devkit.sim.runs import (
@@ -97,23 +99,27 @@ def run_scenario(scenario: Scenario, smoke: bool, with_mix: bool) -> ScenarioOut
     mean_replicas = sum(bench.need_per_minute) / len(bench.need_per_minute)
     rps_per_replica = len(records) / horizon / mean_replicas
     floors = _floors(cap, smoke)
+    lean = 0 if smoke else MAX_EXTENSIONS
     factors = _grid([1.0, 0.7, 1.4, 0.5], smoke, scenario)
-    hpa = [(f"rps/replica={rps_per_replica * f:.2f}", _hpa(rps_per_replica * f)) for f in factors]
-    waiting = _grid([4.0, 8.0, 2.0, 16.0], smoke, scenario)
-    keda = [(f"waiting/replica={w:g}", _keda(w)) for w in waiting]
-    concurrency = _grid([16.0, 32.0, 8.0, 64.0], smoke, scenario)
-    kpa = [(f"concurrency={c:g}", _kpa(c)) for c in concurrency]
-    for policy, grid in (("hpa-rps", hpa), ("keda-waiting", keda), ("knative-kpa", kpa)):
-        outcome.searches.append(search(policy, _with_floors(grid, floors), bench))
-    queue_targets = _grid([4.0, 2.0, 8.0, 1.0], smoke, scenario)
-    tf_grid = [
+    knobs = (
+        ("hpa-rps", Knob("rps/replica={:.2f}", [rps_per_replica * f for f in factors], 1.4, _hpa)),
         (
-            f"queueDepthPerReplica={q:g}",
-            _tokenfleet(config.variants, scenario, {"targets": {"queueDepthPerReplica": q}}),
-        )
-        for q in queue_targets
-    ]
-    outcome.searches.append(search("tokenfleet", _with_floors(tf_grid, floors), bench))
+            "keda-waiting",
+            Knob("waiting/replica={:g}", _grid([4.0, 8.0, 2.0, 16.0], smoke, scenario), 2.0, _keda),
+        ),
+        ("knative-kpa", Knob("concurrency={:g}", _grid([16.0, 32.0, 8.0, 64.0], smoke, scenario), 2.0, _kpa)),
+        (
+            "tokenfleet",
+            Knob(
+                "queueDepthPerReplica={:g}",
+                _grid([4.0, 2.0, 8.0, 1.0], smoke, scenario),
+                2.0,
+                functools.partial(_tokenfleet, config.variants, scenario),
+            ),
+        ),
+    )
+    for policy, knob in knobs:
+        outcome.searches.append(search_knob(policy, knob, floors, bench, lean))
     if with_mix and scenario.with_mix:
         unfloored = [r for r in outcome.searches[-1].tried if _tokenfleet_setting(r.setting)[1] == 1]
         outcome.mix = _mix(bench, scenario, Search("tokenfleet", unfloored).best)
@@ -129,15 +135,46 @@ def _floors(peak_replicas: int, smoke: bool) -> list[int]:
     return [1] if smoke or half <= 1 else [1, half]
 
 
-def _with_floors(grid: list[tuple[str, Any]], floors: list[int]) -> list[Setting]:
-    """Each (label, build-with-floor) setting at each floor."""
-    return [
-        Setting(
-            label if floor == 1 else f"{label}, minReplicas={floor}", functools.partial(build, floor), floor
-        )
-        for floor in floors
-        for label, build in grid
-    ]
+@dataclass(frozen=True)
+class Knob:
+    """An autoscaler's threshold: its label (a format with one field), the values tried first (most
+    promising first), the factor that makes it provision less, and how to build the autoscaler at
+    a value and a minReplicas floor."""
+
+    label: str
+    values: list[float]
+    leaner: float
+    build: Callable[[float, int], Autoscaler]
+
+
+# Steps tried past the grid's leanest value while it still meets the SLO: a grid whose leanest
+# point meets the SLO has not found the policy's cheapest setting yet (with a floor, HPA met it
+# at 1.4x the grid's largest rate target).
+MAX_EXTENSIONS = 3
+
+
+def search_knob(policy: str, knob: Knob, floors: list[int], bench: Bench, extensions: int) -> Search:
+    """The knob's values at each floor, then leaner values while the leanest still meets the SLO."""
+    found = Search(policy)
+    for floor in floors:
+        suffix = "" if floor == 1 else f", minReplicas={floor}"
+
+        def attempt(value: float, floor: int = floor, suffix: str = suffix) -> Run:
+            setting = Setting(
+                knob.label.format(value) + suffix, functools.partial(knob.build, value, floor), floor
+            )
+            run = search(policy, [setting], bench).tried[0]
+            found.tried.append(run)
+            return run
+
+        runs = {value: attempt(value) for value in knob.values}
+        value = max(knob.values) if knob.leaner > 1 else min(knob.values)
+        for _ in range(extensions):
+            if not runs[value].meets_slo:
+                break
+            value *= knob.leaner
+            runs[value] = attempt(value)
+    return found
 
 
 def _grid(values: list[float], smoke: bool, scenario: Scenario) -> list[float]:
@@ -145,22 +182,23 @@ def _grid(values: list[float], smoke: bool, scenario: Scenario) -> list[float]:
     return values[:1] if smoke else values[: scenario.search_points]
 
 
-def _hpa(target: float) -> Any:
-    return lambda floor: baselines.Hpa("h100", target, min_replicas=floor)
+def _hpa(target: float, floor: int) -> Autoscaler:
+    return baselines.Hpa("h100", target, min_replicas=floor)
 
 
-def _keda(target: float) -> Any:
-    return lambda floor: baselines.Keda("h100", target, min_replicas=floor)
+def _keda(target: float, floor: int) -> Autoscaler:
+    return baselines.Keda("h100", target, min_replicas=floor)
 
 
-def _kpa(target: float) -> Any:
-    return lambda floor: baselines.Kpa("h100", target, min_replicas=floor)
+def _kpa(target: float, floor: int) -> Autoscaler:
+    return baselines.Kpa("h100", target, min_replicas=floor)
 
 
-def _tokenfleet(variants: tuple[VariantSetup, ...], scenario: Scenario, overrides: dict[str, Any]) -> Any:
-    return lambda floor: tokenfleet_policy(
-        variants, scenario.slo, scenario.interval_s, {**overrides, "minReplicas": floor}, engine_for(scenario)
-    )
+def _tokenfleet(
+    variants: tuple[VariantSetup, ...], scenario: Scenario, queue_target: float, floor: int
+) -> Autoscaler:
+    overrides = {"targets": {"queueDepthPerReplica": queue_target}, "minReplicas": floor}
+    return tokenfleet_policy(variants, scenario.slo, scenario.interval_s, overrides, engine_for(scenario))
 
 
 def declared(variant: VariantSetup, requests: list[SimRequest], max_batched_tokens: int) -> VariantSetup:

@@ -38,12 +38,14 @@ def test_the_search_goes_leaner_past_the_grid_until_the_slo_breaks() -> None:
     knob = Knob("replicas={:g}", [8.0, 6.0], 0.5, fixed)
     found = search_knob("static", knob, [1], heavy_bench(), extensions=3)
     tried = [(run.setting, run.meets_slo) for run in found.tried]
-    # 6 was the grid's leanest and met the SLO: 3 is tried and meets it, 1.5 (two replicas) does not.
+    # 6 was the grid's leanest and met the SLO: 3 is tried and meets it, 1.5 (two replicas) does
+    # not; then once between them (2.1, two replicas again: it misses too).
     assert tried == [
         ("replicas=8", True),
         ("replicas=6", True),
         ("replicas=3", True),
         ("replicas=1.5", False),
+        ("replicas=2.12132", False),
     ]
     assert found.best.setting == "replicas=3"
 

@@ -154,7 +154,9 @@ MAX_EXTENSIONS = 3
 
 
 def search_knob(policy: str, knob: Knob, floors: list[int], bench: Bench, extensions: int) -> Search:
-    """The knob's values at each floor, then leaner values while the leanest still meets the SLO."""
+    """At each floor: the knob's values, then leaner values while the leanest still meets the SLO,
+    then one value halfway (geometrically) between the leanest that met it and the next leaner
+    one that did not."""
     found = Search(policy)
     for floor in floors:
         suffix = "" if floor == 1 else f", minReplicas={floor}"
@@ -167,13 +169,22 @@ def search_knob(policy: str, knob: Knob, floors: list[int], bench: Bench, extens
             found.tried.append(run)
             return run
 
+        def leanness(value: float) -> float:
+            return value if knob.leaner > 1 else -value
+
         runs = {value: attempt(value) for value in knob.values}
-        value = max(knob.values) if knob.leaner > 1 else min(knob.values)
+        value = max(knob.values, key=leanness)
         for _ in range(extensions):
             if not runs[value].meets_slo:
                 break
             value *= knob.leaner
             runs[value] = attempt(value)
+        met = [v for v, run in runs.items() if run.meets_slo]
+        if extensions and met:
+            best = max(met, key=leanness)
+            leaner = [v for v, run in runs.items() if not run.meets_slo and leanness(v) > leanness(best)]
+            if leaner:
+                attempt(math.sqrt(best * min(leaner, key=leanness)))
     return found
 
 
@@ -305,8 +316,8 @@ def check_targets(outcome: ScenarioOutcome) -> list[dict[str, Any]]:
                     "cost-aware H100+L40S mix cheaper than the best single type at the SLO",
                     mixed.meets_slo and float(mixed.summary["dollars"]) < cheapest_single,
                     f"mix ${float(mixed.summary['dollars']):.1f} "
-                    f"(SLO {100 * float(mixed.summary['slo_attainment']):.1f}%) "
-                    f"vs best single ${cheapest_single:.1f}",
+                    f"(SLO {100 * float(mixed.summary['slo_attainment']):.1f}%) vs "
+                    + (f"best single ${cheapest_single:.1f}" if singles else "no single type within the SLO"),
                 )
             )
     return results

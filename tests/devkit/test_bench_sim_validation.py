@@ -39,6 +39,13 @@ def test_cold_start_comes_from_pods_the_autoscaler_added_during_the_replay() -> 
 
 
 @pytest.mark.unit
+def test_a_pod_ready_in_the_second_it_was_created_counts_half_a_second() -> None:
+    # Timestamps are whole seconds: 0 s would feed the simulator replicas that start instantly.
+    assert pod("quick", 10.0, 10.0).cold_start_s == pytest.approx(0.5)
+    assert pod("slow", 10.0, 12.0).cold_start_s == pytest.approx(2.0)
+
+
+@pytest.mark.unit
 def test_added_cold_starts_are_listed_in_order_of_creation() -> None:
     pods = [
         pod("late", 50.0, 59.0),

@@ -24,6 +24,9 @@ GROUP, VERSION, PLURAL = "tokenfleet.io", "v1alpha1", "inferencedeployments"
 API_TIMEOUT_S = 5.0
 
 
+TIMESTAMP_RESOLUTION_S = 1.0  # creationTimestamp and condition times are whole seconds
+
+
 @dataclass(frozen=True)
 class PodTimes:
     name: str
@@ -32,7 +35,11 @@ class PodTimes:
 
     @property
     def cold_start_s(self) -> float | None:
-        return None if self.ready_at is None else (self.ready_at - self.created).total_seconds()
+        """Creation to Ready. The API's timestamps are whole seconds, so a pod Ready in the second
+        it was created took under one: it counts as half a second, not as no time at all."""
+        if self.ready_at is None:
+            return None
+        return max(TIMESTAMP_RESOLUTION_S / 2, (self.ready_at - self.created).total_seconds())
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from tokenfleet_devkit.sim.runs import (
     Run,
     Search,
     Setting,
-    search,
+    run_setting,
     search_oracle,
     search_static,
     setting_value,
@@ -165,7 +165,7 @@ def search_knob(policy: str, knob: Knob, floors: list[int], bench: Bench, extens
             setting = Setting(
                 knob.label.format(value) + suffix, functools.partial(knob.build, value, floor), floor
             )
-            run = search(policy, [setting], bench).tried[0]
+            run = run_setting(bench, setting)
             found.tried.append(run)
             return run
 

@@ -21,11 +21,10 @@ from tokenfleet_devkit.sim.metrics import Slo
 from tokenfleet_devkit.sim.observation import Autoscaler
 from tokenfleet_devkit.sim.perf_model import cpu_model, gpu_model
 from tokenfleet_devkit.sim.runs import Bench, tokenfleet_policy
-from tokenfleet_devkit.sim.scenarios import excerpt
+from tokenfleet_devkit.sim.scenarios import AZURE, SCENARIO_NAMES, excerpt
 from tokenfleet_devkit.sim.worker import EngineConfig
 from tokenfleet_worker import admission
 
-TRACES = ("azure-code", "mooncake-conversation", "servegen-m-large")
 POLICIES = ("tokenfleet", "static", "hpa", "keda", "kpa")
 
 
@@ -71,7 +70,7 @@ def _policy(args: argparse.Namespace, variants: tuple[VariantSetup, ...], slo: S
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tokenfleet sim", description=__doc__)
-    p.add_argument("--trace", choices=TRACES, default="azure-code")
+    p.add_argument("--trace", choices=SCENARIO_NAMES, default=AZURE)
     p.add_argument("--policy", choices=POLICIES, default="tokenfleet")
     p.add_argument("--accelerator", action="append", choices=("h100", "l40s", "cpu"))
     p.add_argument("--minutes", type=float, default=60.0)

@@ -92,15 +92,16 @@ class Setting:
     min_replicas: int = 1
 
 
-def search(policy: str, grid: Sequence[Setting], bench: Bench) -> Search:
-    """Every setting on the same arrivals; a setting with a floor starts with its floor running, as a
+def run_setting(bench: Bench, setting: Setting) -> Run:
+    """One setting on the bench's arrivals; with a floor it starts with its floor running, as a
     fleet given minReplicas has been."""
-    found = Search(policy)
-    first = bench.config.variants[0].name
-    for setting in grid:
-        start = max(setting.min_replicas, bench.need_per_minute[0] if bench.need_per_minute else 1)
-        found.tried.append(bench.run(setting.build(), setting.label, {first: start}))
-    return found
+    start = max(setting.min_replicas, bench.need_per_minute[0] if bench.need_per_minute else 1)
+    return bench.run(setting.build(), setting.label, {bench.config.variants[0].name: start})
+
+
+def search(policy: str, grid: Sequence[Setting], bench: Bench) -> Search:
+    """Every setting on the same arrivals."""
+    return Search(policy, [run_setting(bench, setting) for setting in grid])
 
 
 def search_static(bench: Bench, variant: str, low: int = 1, high: int = 64) -> Search:

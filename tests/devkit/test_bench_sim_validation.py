@@ -12,9 +12,11 @@ import pytest
 
 from tests.conftest import TEST_CLUSTER, Cluster
 from tokenfleet_devkit.bench import sim_validation
+from tokenfleet_devkit.bench import sim_validation_report as report
 from tokenfleet_devkit.bench.sim_validation_fleet import FleetRun
 from tokenfleet_devkit.bench.sim_validation_watch import OperatorTicks, PodTimes
-from tokenfleet_devkit.sim.validation import RunRecord
+from tokenfleet_devkit.sim.validation import RunRecord, pool
+from tokenfleet_devkit.sim.validation_setup import ValidationSetup
 
 START = dt.datetime(2026, 1, 1, 12, 0, 0, 400_000, tzinfo=dt.UTC)
 
@@ -24,8 +26,10 @@ def pod(name: str, created_s: float, ready_s: float | None) -> PodTimes:
     return PodTimes(name, START + dt.timedelta(seconds=created_s), ready)
 
 
-def fleet_run(pods: list[PodTimes], ticks: OperatorTicks | None = None) -> FleetRun:
-    record = RunRecord("real", 0, (), ((0.0, 1.0),))
+def fleet_run(
+    pods: list[PodTimes], ticks: OperatorTicks | None = None, record: RunRecord | None = None
+) -> FleetRun:
+    record = record or RunRecord("real", 0, (), ((0.0, 1.0),))
     return FleetRun(record, [], {p.name: p for p in pods}, START, ticks=ticks)
 
 
@@ -68,6 +72,28 @@ def test_tick_period_is_the_window_over_the_ticks_done_in_it() -> None:
     assert (ticks.count, ticks.seconds) == (100, 30.0)
     assert fleet_run([], ticks).tick_period_s == pytest.approx(2.5)
     assert fleet_run([]).tick_period_s is None
+
+
+@pytest.mark.unit
+def test_the_report_pools_the_real_runs_and_keeps_each_one() -> None:
+    one = RunRecord("real", 3, (0.5, 1.0, 4.0), ((0.0, 1.0), (60.0, 3.0), (100.0, 3.0)))
+    two = RunRecord("real", 3, (0.5, 1.0, 2.0), ((0.0, 1.0), (100.0, 1.0)))
+    runs = [
+        fleet_run([], OperatorTicks(50, 5.0, 100.0), one),
+        fleet_run([], OperatorTicks(40, 4.0, 100.0), two),
+    ]
+    data = report.real_dict(ValidationSetup(()), runs, pool("real", [one, two]), 100.0)
+    assert (data["requests"], data["served"]) == (6, 6)
+    assert data["ttft_p95_s"] == 4.0
+    assert [r["ttft_p95_s"] for r in data["runs"]] == [4.0, 2.0]
+    assert data["replica_seconds"] == pytest.approx((60 + 40 * 3 + 100) / 2)
+    assert data["peak_ready"] == 3.0
+    assert data["operator_tick_period_s"] == pytest.approx((2.0 + 2.5) / 2)
+
+
+@pytest.mark.unit
+def test_repeats_must_be_positive() -> None:
+    assert sim_validation.main(["--repeats", "0"]) == 2
 
 
 @pytest.mark.e2e

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tokenfleet_devkit.sim.validation import RunRecord, compare, integral, mean_abs_gap, value_at
+from tokenfleet_devkit.sim.validation import (
+    RunRecord,
+    compare,
+    integral,
+    mean_abs_gap,
+    mean_curve,
+    pool,
+    value_at,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -82,3 +90,25 @@ def test_a_run_without_served_requests_cannot_agree() -> None:
     result = compare(record("real", curve), record("sim", curve, ()))
     assert result.ttft_p95_relative_difference is None
     assert not result.checks["ttft_p95"]
+
+
+def test_the_mean_curve_steps_wherever_any_curve_steps() -> None:
+    a = [(0.0, 1.0), (10.0, 3.0), (40.0, 3.0)]
+    b = [(0.0, 1.0), (20.0, 2.0), (40.0, 2.0)]
+    mean = mean_curve([a, b], 40.0)
+    assert mean == ((0.0, 1.0), (10.0, 2.0), (20.0, 2.5), (40.0, 2.5))
+    # The mean's integral is the mean of the integrals: pooling keeps replica-seconds exact.
+    assert integral(mean, 40.0) == pytest.approx((integral(a, 40.0) + integral(b, 40.0)) / 2)
+
+
+def test_pooled_runs_keep_every_ttft_and_cover_the_span_all_of_them_ran() -> None:
+    fast = record("a", [(0.0, 1.0), (50.0, 1.0)], (1.0,) * 9 + (2.0,))
+    slow = record("b", [(0.0, 2.0), (60.0, 2.0)], (1.0,) * 9 + (6.0,))
+    pooled = pool("real", [fast, slow])
+    assert pooled.num_requests == 20
+    assert sorted(pooled.ttfts_s)[-2:] == [2.0, 6.0]
+    assert pooled.end_s == 50.0
+    assert value_at(pooled.ready, 25.0) == pytest.approx(1.5)
+    # One slow run moves the pooled p95 less than it moves its own: the p95 of 20 is their 19th.
+    assert pooled.ttft_p95_s == 2.0
+    assert slow.ttft_p95_s == 6.0

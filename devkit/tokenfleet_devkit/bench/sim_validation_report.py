@@ -8,6 +8,7 @@ cold start, the operator's view each second, and the simulator's timeline.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -64,7 +65,21 @@ def comparison_dict(comparison: Comparison) -> dict[str, Any]:
     }
 
 
-def real_dict(setup: ValidationSetup, fleet: FleetRun, window_s: float) -> dict[str, Any]:
+def _merged(counts: Sequence[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for one in counts:
+        for key, n in one.items():
+            out[key] = out.get(key, 0) + n
+    return out
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def real_run_dict(setup: ValidationSetup, fleet: FleetRun, window_s: float) -> dict[str, Any]:
+    """One real run: its own figures, the operator's view each second and every request's TTFT."""
     failures: dict[str, int] = {}
     for r in fleet.results:
         if not r.is_ok:
@@ -79,6 +94,7 @@ def real_dict(setup: ValidationSetup, fleet: FleetRun, window_s: float) -> dict[
         "tpot_p50_s": percentile(real_tpots(fleet), 50),
         "operator_ticks": None if fleet.ticks is None else asdict(fleet.ticks),
         "operator_tick_period_s": fleet.tick_period_s,
+        "cold_starts_s": fleet.cold_starts_s,
         "timeline_columns": ["t_s", "ready", "pods", "desired", "queue_depth"],
         "timeline": [[round(x.t_s, 2), x.ready, x.pods, x.desired, x.queue_depth] for x in fleet.samples],
         "requests_columns": ["sent_s", "ttft_s"],
@@ -88,7 +104,26 @@ def real_dict(setup: ValidationSetup, fleet: FleetRun, window_s: float) -> dict[
     }
 
 
-def sim_dict(sim: SimRun, window_s: float) -> dict[str, Any]:
+def real_dict(
+    setup: ValidationSetup, fleets: Sequence[FleetRun], pooled: RunRecord, window_s: float
+) -> dict[str, Any]:
+    """The real runs pooled (what is compared), with each run's own figures under `runs`."""
+    runs = [real_run_dict(setup, f, window_s) for f in fleets]
+    lags = [r["client_send_lag_p95_s"] for r in runs]
+    return {
+        **_side(pooled, window_s),
+        "peak_ready": max(r["peak_ready"] for r in runs),
+        "failures": _merged([r["failures"] for r in runs]),
+        "sampler_errors": sum(r["sampler_errors"] for r in runs),
+        "client_send_lag_p95_s": max((x for x in lags if x is not None), default=None),
+        "is_schedule_kept": all(r["is_schedule_kept"] for r in runs),
+        "tpot_p50_s": percentile([t for f in fleets for t in real_tpots(f)], 50),
+        "operator_tick_period_s": _mean([f.tick_period_s for f in fleets]),
+        "runs": runs,
+    }
+
+
+def sim_run_dict(sim: SimRun, window_s: float) -> dict[str, Any]:
     rejected: dict[str, int] = {}
     for r in sim.result.requests:
         if r.reject_reason is not None:
@@ -97,6 +132,9 @@ def sim_dict(sim: SimRun, window_s: float) -> dict[str, Any]:
         **_side(sim.record, window_s),
         "rejected": rejected,
         "tpot_p50_s": percentile(sim_tpots(sim), 50),
+        "tick_period_s": sim.config.interval_s,
+        "first_tick_s": sim.config.first_tick_s,
+        "cold_starts_s": list(sim.config.variants[0].cold_starts_s),
         "timeline_columns": ["t_s", "ready", "starting", "desired", "router_held"],
         "timeline": [
             [p.time, sum(p.ready.values()), sum(p.starting.values()), sum(p.desired.values()), p.held]
@@ -109,7 +147,22 @@ def sim_dict(sim: SimRun, window_s: float) -> dict[str, Any]:
     }
 
 
-def setup_dict(setup: ValidationSetup, workload: str, cold_start_s: float, fleet: FleetRun) -> dict[str, Any]:
+def sim_dict(sims: Sequence[SimRun], pooled: RunRecord, window_s: float) -> dict[str, Any]:
+    """The simulated runs pooled, with each run (one tick phase each) under `runs`."""
+    runs = [sim_run_dict(s, window_s) for s in sims]
+    return {
+        **_side(pooled, window_s),
+        "peak_ready": max(r["peak_ready"] for r in runs),
+        "rejected": _merged([r["rejected"] for r in runs]),
+        "tpot_p50_s": percentile([t for s in sims for t in sim_tpots(s)], 50),
+        "tick_period_s": _mean([s.config.interval_s for s in sims]),
+        "runs": runs,
+    }
+
+
+def setup_dict(
+    setup: ValidationSetup, workload: str, cold_start_s: float, measured_s: Sequence[float]
+) -> dict[str, Any]:
     return {
         "workload": workload,
         "num_arrivals": len(setup.arrivals),
@@ -118,8 +171,8 @@ def setup_dict(setup: ValidationSetup, workload: str, cold_start_s: float, fleet
         "kv_capacity_tokens": setup.kv_capacity_tokens,
         "cold_start": {
             "fed_to_sim_s": cold_start_s,
-            "measured_s": fleet.cold_starts_s,
-            "how": "median over the worker pods added during the replay: creationTimestamp -> Ready",
+            "measured_s": list(measured_s),
+            "how": "median over the worker pods added during the replays: creationTimestamp -> Ready",
         },
     }
 
@@ -138,7 +191,8 @@ def table(data: dict[str, Any]) -> Table:
     real, sim, cal = data["real"], data["sim"], data["sim_calibrated"]
     cmp, cal_cmp = data["comparison"], data["comparison_calibrated"]
     cold_start = data["cold_start"]["fed_to_sim_s"]
-    t = Table(title=f"sim validation: {data['workload']}; cold start {cold_start:.1f} s")
+    runs = f"{data['repeats']} runs a side, pooled" if data["repeats"] > 1 else "one run a side"
+    t = Table(title=f"sim validation: {data['workload']}; cold start {cold_start:.1f} s; {runs}")
     overhead = f"sim, pods' own cold starts, tick {cal['tick_period_s']:.2f} s"
     for column in (
         "metric",
@@ -185,4 +239,6 @@ def table(data: dict[str, Any]) -> Table:
         "{:.3f}x",
     )
     plain("peak ready replicas", [f"{s['peak_ready']:.0f}" for s in sides])
+    if data["repeats"] > 1:
+        plain("TTFT p95, each run", [" ".join(_fmt(r["ttft_p95_s"]) for r in s["runs"]) for s in sides])
     return t

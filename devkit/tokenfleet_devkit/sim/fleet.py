@@ -47,6 +47,9 @@ class SimConfig:
     drain_timeout_s: float = 300.0
     admission: admission.AdmissionSettings = field(default_factory=admission.AdmissionSettings)
     tail_s: float = 600.0  # keep running after the last arrival so answers in flight can finish
+    # When the first tick comes (default: one interval in). A real operator's ticks fall anywhere
+    # against the arrivals; runs at several phases show what that alone changes.
+    first_tick_s: float | None = None
 
     def variant(self, name: str) -> VariantSetup:
         return next(v for v in self.variants if v.name == name)
@@ -310,7 +313,8 @@ class Simulation(WorkerEvents):
             for _ in range(count):
                 self._create(name, 0.0, ready_at_once=True)
         self._schedule_arrival()
-        self.loop.at(self.config.interval_s, self._tick)
+        first = self.config.interval_s if self.config.first_tick_s is None else self.config.first_tick_s
+        self.loop.at(first, self._tick)
         self.loop.run_until(self._end)
         for request, _ in self.held:
             request.reject_reason = REJECT_UNFINISHED

@@ -61,9 +61,11 @@ def sim_config(
     tail_s: float,
     tick_period_s: float | None = None,
     cold_starts_s: Sequence[float] = (),
+    first_tick_s: float | None = None,
 ) -> SimConfig:
     """The simulator's fleet; `tick_period_s` overrides how often the policy runs (default: the spec's
-    interval), for an operator whose ticks take time of their own (it waits an interval after each)."""
+    interval), for an operator whose ticks take time of their own (it waits an interval after each);
+    `first_tick_s` sets the ticks' phase against the arrivals."""
     fleet = setup.fleet
     profile = setup.profile
     perf = LinearModel(
@@ -89,6 +91,7 @@ def sim_config(
         strategy=fleet.strategy,
         drain_timeout_s=float(fleet.drain_timeout_s),
         tail_s=tail_s,
+        first_tick_s=first_tick_s,
     )
 
 
@@ -99,14 +102,16 @@ def run_sim(
     grace_s: float = 60.0,
     tick_period_s: float | None = None,
     cold_starts_s: Sequence[float] = (),
+    first_tick_s: float | None = None,
 ) -> SimRun:
     """Simulate the setup's arrivals; the ready curve covers [0, window_s], and answers may take until
     `grace_s` after the window (as long as the real run's client waits). `cold_starts_s`, when given,
-    replaces `cold_start_s` replica by replica, in order of creation."""
+    replaces `cold_start_s` replica by replica, in order of creation; `first_tick_s` is when the
+    operator first ticks (default: one tick period in)."""
     spec = parse_spec(fleet_document(setup.fleet, "sim", Path("/sim"))["spec"])
     end_s = max(window_s, setup.last_arrival_s)
     tail_s = end_s + grace_s - setup.last_arrival_s
-    config = sim_config(setup, cold_start_s, tail_s, tick_period_s, cold_starts_s)
+    config = sim_config(setup, cold_start_s, tail_s, tick_period_s, cold_starts_s, first_tick_s)
     requests = [SimRequest(i, a.at_s, a.prompt_tokens, a.output_tokens) for i, a in enumerate(setup.arrivals)]
     initial = {setup.fleet.variant: setup.fleet.min_replicas}
     sim = Simulation(config, OperatorPolicy(spec), requests, initial)

@@ -43,6 +43,9 @@ SATURATED_QUEUE_PER_REPLICA = 1.0
 THROUGHPUT_TARGET = 0.5
 # Intervals with traffic needed before the fleet's own throughput is trusted as a capacity measure.
 MIN_THROUGHPUT_SAMPLES = 3
+# Signals that read a backlog: a queue, and the TTFT of requests that waited in it. A burst's backlog is
+# served by the time ordered replicas start; the load it came with is what comes back.
+BACKLOG_SIGNALS = ("queue", "ttft")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class Recommendation:
     replicas: int  # total replicas the load calls for, before stabilisation and limits
     signal: str  # the signal that asked for the most: queue, kv, tokens, ttft, held, none
     detail: str  # the measurement in words, for the decision's reason
+    # The largest ask of the signals that measure load (not a backlog): what a scale-down window on
+    # bursty load holds on to once the moment has passed.
+    lasting: int = 0
 
 
 def _ceil(x: float) -> int:
@@ -236,7 +242,9 @@ def recommend(
             )
         )
     # Ties go to the earliest signal in the list, so the reason names the most direct measurement.
-    return max(asks, key=lambda a: a.replicas)
+    top = max(asks, key=lambda a: a.replicas)
+    lasting = max((a.replicas for a in asks if a.signal not in BACKLOG_SIGNALS), default=0)
+    return Recommendation(top.replicas, top.signal, top.detail, lasting)
 
 
 def is_burst(spec: AutoscalingSpec, snap: FleetSnapshot) -> bool:

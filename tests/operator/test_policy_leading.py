@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.operator.operator_fleet_script import make_spec
@@ -67,21 +69,39 @@ def test_bursty_load_holds_for_its_bursts() -> None:
     assert decide(SPEC, history, {"h100": 6}, now=history[-1].time).direction == "hold"
 
 
-def _one_burst(at_interval: int) -> list[FleetSnapshot]:
-    """Two requests a second for 64 intervals, but 90 then 60 a second at `at_interval`: no queue or KV
-    reading ever asks for more than a few replicas."""
-    rates = [2.0] * 64
+def test_a_past_bursts_backlog_does_not_hold_the_fleet() -> None:
+    # Bursts come and go; the last one left a queue that asked for 12 replicas. By now the queue is
+    # served: the window holds the load the bursts came with (the burst floor), not their backlog.
+    rates = [0.0 if i % 30 else 90.0 for i in range(64)]
+    history = _window(rates, swings=())
+    backlog = replace(history[60].variants[0], waiting=96.0)  # 16 a replica, twice the target
+    history[60] = replace(history[60], variants=(backlog,))
+    decision = decide(SPEC, history, {"h100": 12}, now=history[-1].time)
+    assert decision.direction == "down"
+    # Without the routers' counts nothing tells bursts from load, and the backlog's ask holds the window.
+    blind = [replace(s, dispatched_per_second=None) for s in history]
+    assert decide(SPEC, blind, {"h100": 12}, now=blind[-1].time).direction == "hold"
+
+
+def _one_burst(at_interval: int, intervals: int = 64) -> list[FleetSnapshot]:
+    """Two requests a second for `intervals` intervals, but 90 then 60 a second at `at_interval`: no
+    queue or KV reading ever asks for more than a few replicas."""
+    rates = [2.0] * intervals
     rates[at_interval], rates[at_interval + 1] = 90.0, 60.0
     return _window(rates, swings=())
 
 
-def test_bursty_load_holds_what_the_windows_peak_rate_needs() -> None:
-    # The burst 2 minutes ago forecast 7 replicas' load: the quiet since then does not shrink the
-    # fleet below that, since bursts come back. The floor is a floor, not an ask: 9 still come down.
+def test_bursty_load_holds_what_the_recent_bursts_rate_needs() -> None:
+    # The burst 2 minutes ago came at a rate 4.3 replicas carry flat out, 6 with the headroom: the
+    # quiet since then does not shrink the fleet below that, since bursts come back. The floor is a
+    # floor, not an ask: 9 still come down.
     recent = _one_burst(40)
     held = decide(SPEC, recent, {"h100": 6}, now=recent[-1].time)
-    assert held.direction == "hold" and "window's peak forecast (7 replicas)" in held.reason
+    assert held.direction == "hold" and "recent bursts' rate (6 replicas)" in held.reason
     assert decide(SPEC, recent, {"h100": 9}, now=recent[-1].time).total == 8
-    # Once the burst has left the scale-down window, the fleet follows the quiet.
-    old = _one_burst(0)
+    # The floor outlasts the scale-down window a little (bursts a window apart found the fleet just
+    # shrunk), then the fleet follows the quiet.
+    late = _one_burst(0)  # 315 s ago
+    assert decide(SPEC, late, {"h100": 6}, now=late[-1].time).direction == "hold"
+    old = _one_burst(0, intervals=80)  # 395 s ago
     assert decide(SPEC, old, {"h100": 6}, now=old[-1].time).total == 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tokenfleet_operator.forecast import WARMUP_SECONDS
-from tokenfleet_operator.policy import history_seconds
+from tokenfleet_operator.policy import BURST_MEMORY, history_seconds
 from tokenfleet_operator.reconciler import FleetState, iso
 from tokenfleet_operator.resource import InferenceDeploymentSpec, parse_spec
 from tokenfleet_operator.snapshot import FleetSnapshot
@@ -24,7 +24,8 @@ def spec(**autoscaling: object) -> InferenceDeploymentSpec:
 
 
 def test_history_covers_every_window() -> None:
-    assert history_seconds(spec()) == 300 + WARMUP_SECONDS + 10
+    # The burst floor remembers bursts a little longer than the scale-down window.
+    assert history_seconds(spec()) == BURST_MEMORY * 300 + WARMUP_SECONDS + 10
     assert history_seconds(spec(minReplicas=0, scaleToZeroAfterSeconds=900)) == 900 + WARMUP_SECONDS + 10
     assert (
         history_seconds(spec(scaleDown={"stabilizationSeconds": 0}, metrics={"intervalSeconds": 10}))

@@ -59,6 +59,21 @@ def test_recommend(snapshot: FleetSnapshot, replicas: int, signal: str) -> None:
     assert (rec.replicas, rec.signal) == (replicas, signal)
 
 
+@pytest.mark.parametrize(
+    ("snapshot", "replicas", "lasting"),
+    [
+        (snap(waiting=80, kv_usage=0.4), 8, 2),  # a backlog asks for 8; the load itself for 2
+        (snap(kv_usage=0.5, ttft=5.0), 6, 3),  # TTFT reads the same backlog
+        (snap(kv_usage=0.4, kv_capacity_tokens_per_replica=1000, tokens_in_flight=6400), 8, 8),
+    ],
+)
+def test_lasting_is_the_largest_ask_of_the_load_signals(
+    snapshot: FleetSnapshot, replicas: int, lasting: int
+) -> None:
+    rec = recommend(AUTO, snapshot)
+    assert (rec.replicas, rec.lasting) == (replicas, lasting)
+
+
 def test_recommend_is_cached_by_value() -> None:
     recommend.cache_clear()
     first = recommend(AUTO, snap(waiting=80))

@@ -35,7 +35,7 @@ from tokenfleet_devkit.cluster import control_plane
 from tokenfleet_devkit.demo.install import REPO, InstallError
 from tokenfleet_devkit.sim.validation import TOLERANCE, compare, pool
 from tokenfleet_devkit.sim.validation_setup import ExcerptOptions, ValidationSetup, plan_arrivals
-from tokenfleet_devkit.sim.validation_sim import run_sim
+from tokenfleet_devkit.sim.validation_sim import SimRun, run_sim
 
 NAME = "sim-validation"
 DEFAULT_CLUSTER = "tokenfleet-simval"
@@ -114,6 +114,24 @@ def _phases(tick_s: float, repeats: int) -> list[float]:
     return [tick_s * (k + 1) / repeats for k in range(repeats)]
 
 
+def _calibrated_sims(
+    setup: ValidationSetup, reals: list[FleetRun], cold_start_s: float, window_s: float
+) -> list[SimRun]:
+    """Diagnostic, not the validation: one sim per real run, given two timings measured on it that one
+    setup cannot hold: each added pod's own cold start (in order of creation) and the operator's tick
+    period (it waits an interval after each tick, so its period is the interval plus the tick's time)."""
+    sims = []
+    for i, real in enumerate(reals):
+        tick = real.tick_period_s or float(setup.fleet.interval_s)
+        phase = _phases(tick, len(reals))[i]
+        sims.append(
+            run_sim(
+                setup, cold_start_s, window_s, GRACE_S, tick, real.added_cold_starts_s, first_tick_s=phase
+            )
+        )
+    return sims
+
+
 def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     options, settle_s = excerpt_options(args)
     setup = ValidationSetup(plan_arrivals(traces.load_azure_code(), options))
@@ -137,18 +155,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     sims = [run_sim(setup, cold_start_s, window_s, GRACE_S, first_tick_s=p) for p in phases]
     real_pool, sim_pool = pool("real", [r.record for r in reals]), pool("sim", [s.record for s in sims])
     comparison = compare(real_pool, sim_pool, args.tolerance)
-    # Diagnostic, not the validation: the same sim given two timings measured on each real run that one
-    # setup cannot hold: each added pod's own cold start (in order of creation) and the operator's tick
-    # period (it waits an interval after each tick, so its period is the interval plus the tick's time).
-    calibrated = []
-    for i, real in enumerate(reals):
-        tick = real.tick_period_s or float(setup.fleet.interval_s)
-        phase = _phases(tick, len(reals))[i]
-        calibrated.append(
-            run_sim(
-                setup, cold_start_s, window_s, GRACE_S, tick, real.added_cold_starts_s, first_tick_s=phase
-            )
-        )
+    calibrated = _calibrated_sims(setup, reals, cold_start_s, window_s)
     calibrated_pool = pool("sim", [c.record for c in calibrated])
     return {
         **report.setup_dict(setup, workload, cold_start_s, measured),

@@ -10,7 +10,7 @@ from tokenfleet_devkit.sim.benchmark import Knob, _floors, _tokenfleet_setting, 
 from tokenfleet_devkit.sim.fleet import SimConfig, VariantSetup
 from tokenfleet_devkit.sim.metrics import Slo
 from tokenfleet_devkit.sim.perf_model import gpu_model
-from tokenfleet_devkit.sim.runs import Bench, Setting, search
+from tokenfleet_devkit.sim.runs import Bench, Setting, run_setting
 
 pytestmark = pytest.mark.unit
 
@@ -74,16 +74,12 @@ def test_a_tokenfleet_label_reads_back_as_its_queue_target_and_floor(
 def test_a_floored_setting_starts_with_its_floor_running() -> None:
     records = [traces.TraceRecord(float(t), 300, 20) for t in range(0, 120, 4)]  # light: one replica's work
     bench = Bench(records, Slo(2.0, 0.1), SimConfig(variants=(H100,)), 180.0, [1, 1, 1])
-    found = search(
-        "hpa-rps",
-        [
-            Setting("no floor", lambda: baselines.Hpa("h100", 1.0)),
-            Setting("floor", lambda: baselines.Hpa("h100", 1.0, min_replicas=3), 3),
-        ],
-        bench,
-    )
-    first_ready = [run.result.timeline[0].ready["h100"] for run in found.tried]
+    runs = [
+        run_setting(bench, Setting("no floor", lambda: baselines.Hpa("h100", 1.0))),
+        run_setting(bench, Setting("floor", lambda: baselines.Hpa("h100", 1.0, min_replicas=3), 3)),
+    ]
+    first_ready = [run.result.timeline[0].ready["h100"] for run in runs]
     assert first_ready == [1, 3]
     # The floor is paid for: three replicas for the whole horizon against about one.
-    hours = [float(run.summary["gpu_hours"]) for run in found.tried]
+    hours = [float(run.summary["gpu_hours"]) for run in runs]
     assert hours[1] == pytest.approx(3 * 180 / 3600, rel=0.01) and hours[0] < hours[1] / 2

@@ -109,9 +109,9 @@ def _replay_real(
     return runs
 
 
-def _phases(tick_s: float, repeats: int) -> list[float]:
-    """First-tick times spread evenly over one tick period, one per simulated run."""
-    return [tick_s * (k + 1) / repeats for k in range(repeats)]
+def _phase(tick_s: float, k: int, repeats: int) -> float:
+    """The k-th run's first tick: the runs' first ticks spread evenly over one tick period."""
+    return tick_s * (k + 1) / repeats
 
 
 def _calibrated_sims(
@@ -123,7 +123,7 @@ def _calibrated_sims(
     sims = []
     for i, real in enumerate(reals):
         tick = real.tick_period_s or float(setup.fleet.interval_s)
-        phase = _phases(tick, len(reals))[i]
+        phase = _phase(tick, i, len(reals))
         sims.append(
             run_sim(
                 setup, cold_start_s, window_s, GRACE_S, tick, real.added_cold_starts_s, first_tick_s=phase
@@ -151,8 +151,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     cold_start_s = statistics.median(measured)
     # The sim's runs differ only in where the operator's ticks fall against the arrivals, as the
     # real runs do (among other things).
-    phases = _phases(float(setup.fleet.interval_s), args.repeats)
-    sims = [run_sim(setup, cold_start_s, window_s, GRACE_S, first_tick_s=p) for p in phases]
+    tick = float(setup.fleet.interval_s)
+    sims = [
+        run_sim(setup, cold_start_s, window_s, GRACE_S, first_tick_s=_phase(tick, k, args.repeats))
+        for k in range(args.repeats)
+    ]
     real_pool, sim_pool = pool("real", [r.record for r in reals]), pool("sim", [s.record for s in sims])
     comparison = compare(real_pool, sim_pool, args.tolerance)
     calibrated = _calibrated_sims(setup, reals, cold_start_s, window_s)

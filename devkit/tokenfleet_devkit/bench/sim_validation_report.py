@@ -8,6 +8,7 @@ cold start, the operator's view each second, and the simulator's timeline.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -66,11 +67,7 @@ def comparison_dict(comparison: Comparison) -> dict[str, Any]:
 
 
 def _merged(counts: Sequence[dict[str, int]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for one in counts:
-        for key, n in one.items():
-            out[key] = out.get(key, 0) + n
-    return out
+    return dict(sum((Counter(c) for c in counts), Counter()))
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -80,14 +77,11 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 def real_run_dict(setup: ValidationSetup, fleet: FleetRun, window_s: float) -> dict[str, Any]:
     """One real run: its own figures, the operator's view each second and every request's TTFT."""
-    failures: dict[str, int] = {}
-    for r in fleet.results:
-        if not r.is_ok:
-            failures[r.error or "?"] = failures.get(r.error or "?", 0) + 1
+    failures = Counter(r.error or "?" for r in fleet.results if not r.is_ok)
     lag = send_lag_p95(setup, fleet)
     return {
         **_side(fleet.record, window_s),
-        "failures": failures,
+        "failures": dict(failures),
         "sampler_errors": fleet.sampler_errors,
         "client_send_lag_p95_s": lag,
         "is_schedule_kept": lag is not None and lag <= MAX_SEND_LAG_S,
@@ -124,13 +118,10 @@ def real_dict(
 
 
 def sim_run_dict(sim: SimRun, window_s: float) -> dict[str, Any]:
-    rejected: dict[str, int] = {}
-    for r in sim.result.requests:
-        if r.reject_reason is not None:
-            rejected[r.reject_reason] = rejected.get(r.reject_reason, 0) + 1
+    rejected = Counter(r.reject_reason for r in sim.result.requests if r.reject_reason is not None)
     return {
         **_side(sim.record, window_s),
-        "rejected": rejected,
+        "rejected": dict(rejected),
         "tpot_p50_s": percentile(sim_tpots(sim), 50),
         "tick_period_s": sim.config.interval_s,
         "first_tick_s": sim.config.first_tick_s,

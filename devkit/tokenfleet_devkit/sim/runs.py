@@ -99,11 +99,6 @@ def run_setting(bench: Bench, setting: Setting) -> Run:
     return bench.run(setting.build(), setting.label, {bench.config.variants[0].name: start})
 
 
-def search(policy: str, grid: Sequence[Setting], bench: Bench) -> Search:
-    """Every setting on the same arrivals."""
-    return Search(policy, [run_setting(bench, setting) for setting in grid])
-
-
 def search_static(bench: Bench, variant: str, low: int = 1, high: int = 64) -> Search:
     """Fewest fixed replicas meeting the SLO, by bisection (more replicas never hurt latency)."""
     found = Search("static-peak")

@@ -4,6 +4,7 @@ them, and the queue bound and draining are enforced at submission."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,53 @@ async def test_queue_bound_and_draining(bundle: TokenizerBundle) -> None:
         assert outputs[-1].finish_reason == "length"
         assert await drained == 0
     finally:
+        engine.stop()
+
+
+class GatedRunner:
+    """A sim runner whose first step waits for `gate`: a step that takes as long as the test likes."""
+
+    def __init__(self, inner: SimRunner) -> None:
+        self.inner = inner
+        self.block_size, self.num_blocks = inner.block_size, inner.num_blocks
+        self.gate = threading.Event()
+        self.in_step = threading.Event()
+
+    def execute(self, batch: StepBatch) -> list[SampledToken]:
+        self.in_step.set()
+        self.gate.wait(5)
+        return self.inner.execute(batch)
+
+
+async def test_requests_handed_over_during_a_step_count_as_waiting(bundle: TokenizerBundle) -> None:
+    # The last step's stats miss what arrived during the step in progress; a long prefill step
+    # would hide a burst from the queue gauge, the router's load report and the queue bound.
+    profile = SimProfile(base_s=0.001, per_token_s=0.0, per_context_token_s=0.0)
+    vocab = printable_token_ids(bundle.tokenizer)
+    runner = GatedRunner(SimRunner(num_blocks=64, block_size=16, vocab=vocab, profile=profile))
+    engine = AsyncEngine(Engine(EngineConfig(max_waiting=3), runner, bundle))  # type: ignore[arg-type]
+    engine.start()
+    try:
+        first = engine.submit("first", [SubRequest([1, 2, 3], SamplingParams(max_tokens=2))])
+        assert await asyncio.to_thread(runner.in_step.wait, 5)
+        later = [
+            engine.submit(f"r{i}", [SubRequest([1] * 40, SamplingParams(max_tokens=2))]) for i in range(2)
+        ]
+        stats = engine.current_stats()
+        assert engine.stats.num_waiting == 0  # the stale view
+        assert stats.num_waiting == 2
+        assert stats.prefill_tokens_waiting >= 80
+        assert stats.load_report(draining=False, ready=True).waiting == 2
+        with pytest.raises(EngineOverloaded):  # 2 waiting + 2 more would pass the bound of 3
+            engine.submit("over", [SubRequest([1], SamplingParams()) for _ in range(2)])
+        runner.gate.set()
+        for stream in (first, *later):
+            assert (await asyncio.wait_for(_collect(stream), 5))[-1].finished
+            engine.release(stream)
+        assert engine.current_stats().num_waiting == 0
+        assert engine.current_stats().prefill_tokens_waiting == 0
+    finally:
+        runner.gate.set()
         engine.stop()
 
 

@@ -189,7 +189,7 @@ def load_worker(config: WorkerConfig) -> Worker:
     engine = Engine(engine_config, runner, tokenizer)
     async_engine = AsyncEngine(engine)
     metrics = WorkerMetrics(
-        stats=lambda: async_engine.stats,
+        stats=async_engine.current_stats,
         draining=lambda: async_engine.is_draining,
         model_name=config.served_model_names[0],
     )

@@ -82,8 +82,13 @@ class AsyncEngine:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._streams: dict[str, RequestStream] = {}
-        self._num_pending = 0  # sequences handed over but not yet in the engine's waiting queue
-        self.stats: EngineStats = engine.stats()
+        # Sequences (and their prompt tokens) handed over since the last step's stats were taken: a
+        # step can take most of a second (a long prefill), and what arrived meanwhile is queued too.
+        self._num_pending = 0
+        self._pending_prompt_tokens = 0
+        self._applied = (0, 0)  # handed to the engine, in no published stats yet
+        self.stats: EngineStats = engine.stats()  # as of the last step's scheduling or end
+        engine.on_scheduled = self._publish_stats
         self.is_draining = False
         self.last_error: str | None = None
 
@@ -98,6 +103,17 @@ class AsyncEngine:
     @property
     def is_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def current_stats(self) -> EngineStats:
+        """The last step's stats with the sequences handed over since then counted as waiting: what the
+        queue gauges, the admission bound and the router's load report read."""
+        with self._lock:
+            stats, pending, tokens = self.stats, self._num_pending, self._pending_prompt_tokens
+        return dataclasses.replace(
+            stats,
+            num_waiting=stats.num_waiting + pending,
+            prefill_tokens_waiting=stats.prefill_tokens_waiting + tokens,
+        )
 
     @property
     def num_in_flight(self) -> int:
@@ -134,7 +150,7 @@ class AsyncEngine:
             raise EngineDraining("the engine is not running")
         if request_id in self._streams:
             raise RequestError(f"request id {request_id!r} is already in flight")
-        waiting = self.stats.num_waiting + self._num_pending
+        waiting = self.current_stats().num_waiting
         if waiting + len(subrequests) > self.config.max_waiting:
             raise EngineOverloaded(
                 f"the worker's queue is full ({waiting} waiting, bound {self.config.max_waiting})",
@@ -147,6 +163,7 @@ class AsyncEngine:
         with self._lock:
             self._commands.append(_Add(request_id, tuple(subrequests), now, deadline))
             self._num_pending += len(subrequests)
+            self._pending_prompt_tokens += sum(len(sub.prompt_token_ids) for sub in subrequests)
         self._wake.set()
         return stream
 
@@ -166,7 +183,7 @@ class AsyncEngine:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            outputs = self._apply_commands()
+            outputs, self._applied = self._apply_commands()
             if self.engine.has_unfinished():
                 try:
                     outputs.extend(self.engine.step())
@@ -174,17 +191,30 @@ class AsyncEngine:
                     log.exception("event=engine_step_failed")
                     self.last_error = f"{type(err).__name__}: {err}"
                     outputs.extend(self._fail_all(self.last_error))
-            self.stats = self.engine.stats()
+            self._publish_stats()
             self._dispatch(outputs)
             # Idle, or nothing schedulable this instant: wait for a command instead of spinning.
             if not self.engine.has_unfinished() or self.engine.last_batch_size == 0:
                 self._wake.wait(self._idle_wait_s)
                 self._wake.clear()
 
-    def _apply_commands(self) -> list[RequestOutput]:
+    def _publish_stats(self) -> None:
+        """Engine thread: new stats, which hold the sequences applied so far (no longer pending)."""
+        stats = self.engine.stats()
+        num_seqs, num_tokens = self._applied
+        self._applied = (0, 0)
+        with self._lock:
+            self.stats = stats
+            self._num_pending -= num_seqs
+            self._pending_prompt_tokens -= num_tokens
+
+    def _apply_commands(self) -> tuple[list[RequestOutput], tuple[int, int]]:
+        """Hands the queued commands to the engine; returns their outputs (errors, aborts) and the
+        sequences and prompt tokens added."""
         with self._lock:
             commands, self._commands = self._commands, []
         outputs: list[RequestOutput] = []
+        num_seqs = num_tokens = 0
         for command in commands:
             if isinstance(command, str):
                 outputs.extend(self.engine.abort(command))
@@ -201,9 +231,9 @@ class AsyncEngine:
                     )
                 except RequestError as err:
                     outputs.append(_error_output(command.request_id, sub, str(err)))
-            with self._lock:
-                self._num_pending -= len(command.subrequests)
-        return outputs
+                num_seqs += 1
+                num_tokens += len(sub.prompt_token_ids)
+        return outputs, (num_seqs, num_tokens)
 
     def _fail_all(self, message: str) -> list[RequestOutput]:
         return [dataclasses.replace(output, error=message) for output in self.engine.abort_all()]

@@ -62,6 +62,8 @@ class Engine:
         self.runner = runner
         self.tokenizer = tokenizer
         self.observer = observer
+        # Called once a step's batch is chosen, before it runs: stats taken then are the step's own.
+        self.on_scheduled: Callable[[], None] | None = None
         self.clock = clock
         self.block_manager = BlockManager(
             runner.num_blocks, config.block_size, enable_prefix_caching=config.enable_prefix_caching
@@ -123,6 +125,8 @@ class Engine:
         self.last_batch_size = len(scheduled.batch.seqs)
         if not scheduled.batch.seqs:
             return outputs
+        if self.on_scheduled is not None:
+            self.on_scheduled()
         started = self.clock()
         sampled = self.runner.execute(scheduled.batch)
         self.scheduler.on_step_done(scheduled)

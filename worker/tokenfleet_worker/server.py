@@ -245,7 +245,7 @@ def create_app(
     @app.get(LOAD_PATH)
     async def load() -> dict[str, Any]:
         ready_now = engine.is_running and not engine.is_draining
-        return engine.stats.load_report(draining=engine.is_draining, ready=ready_now).to_dict()
+        return engine.current_stats().load_report(draining=engine.is_draining, ready=ready_now).to_dict()
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

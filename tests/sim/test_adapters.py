@@ -82,3 +82,25 @@ def test_router_model_uses_the_real_strategy_and_saturation_rules() -> None:
     assert router.pick(SimRequest(99, 100.0, 10, 10), 100.0) is None
     router.set_workers([])
     assert router.pick(SimRequest(100, 101.0, 10, 10), 101.0) is None
+
+
+def test_router_model_weighs_the_prefill_queued_at_each_worker_as_the_real_router_does() -> None:
+    # Both workers run one request; w0 also has a long prompt queued. Equal request counts, but
+    # least-load scores the prefill ahead (the worker's report plus prompts sent since it was taken).
+    loop = EventLoop()
+    perf = LinearModel("t", 1.0, 0.0, 0.0, kv_capacity_tokens=100_000)
+    workers = [
+        SimWorker(f"w{i}", "v", perf, EngineConfig(max_num_seqs=1), loop, _Quiet(), 0.0) for i in range(2)
+    ]
+    router = RouterModel("least-load", seed=0)
+    router.set_workers(workers)
+    workers[0].submit(SimRequest(0, 0.0, 10, 10), 0.0)
+    workers[0].submit(SimRequest(1, 0.0, 4000, 10), 0.0)
+    workers[1].submit(SimRequest(2, 0.0, 10, 10), 0.0)
+    workers[1].submit(SimRequest(3, 0.0, 10, 10), 0.0)
+    assert workers[0].prefill_tokens_waiting == 10 + 4000  # the first prompt is mid-step
+    for i in range(4, 8):
+        request = SimRequest(i, 0.0, 100, 10)
+        worker = router.pick(request, 0.0)
+        assert worker is not None and worker.name == "w1"
+        worker.submit(request, 0.0)

@@ -72,7 +72,23 @@ def test_prefix_cache_hits_skip_prefill() -> None:
     loop.run()
     assert first.ttft == pytest.approx(0.010 + 2.048)
     assert second.ttft == pytest.approx(0.010 + 0.001 * (2100 - 2048))
-    assert worker.prompt_tokens_done == 2048 + 52
+    # The prompt counter counts as the real worker's does: whole prompts, hits included, at first token.
+    assert worker.prompt_tokens_done == 2048 + 2100
+
+
+def test_prompt_tokens_count_when_the_first_token_comes_not_chunk_by_chunk() -> None:
+    # The real worker's tokenfleet_prompt_tokens_total moves by a whole prompt at its first token, so
+    # an operator scraping mid-prefill sees none of it yet; the simulated snapshots must see the same.
+    worker, loop, _ = make_worker(EngineConfig(max_batched_tokens=512))
+    request = SimRequest(1, 0.0, prompt_tokens=2048, output_tokens=4)
+    worker.submit(request, 0.0)
+    loop.run_until(1.1)  # two 512-token chunks done (0.522 s each), the prompt not finished
+    assert request.first_token_time is None
+    assert worker.prompt_tokens_done == 0
+    assert worker.prefill_tokens_waiting == 2048 - 2 * 512
+    loop.run()
+    assert worker.prompt_tokens_done == 2048
+    assert worker.prefill_tokens_waiting == 0
 
 
 def test_an_arrival_joins_the_batch_after_the_step_in_progress() -> None:

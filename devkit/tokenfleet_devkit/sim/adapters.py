@@ -73,6 +73,7 @@ class RouterModel:
                 total_blocks=worker.capacity,
                 tokens_in_flight=worker.tokens_in_flight,
                 max_num_seqs=worker.engine.max_num_seqs,
+                prefill_tokens_waiting=worker.prefill_tokens_waiting,
                 prefix_cache_tokens=worker.capacity,
             )
             self.view.record_report(name, report, now)
@@ -89,12 +90,19 @@ class RouterModel:
         chosen = self.strategy.choose(info, self.view.snapshot(now))
         if chosen is None:
             return None
-        self.view.begin(chosen.name, request.prompt_tokens + request.output_tokens)
+        self.view.begin(
+            chosen.name, request.prompt_tokens + request.output_tokens, request.prompt_tokens, now
+        )
         return self._workers[chosen.name]
+
+    def first_token(self, request: SimRequest) -> None:
+        if request.worker is not None:
+            self.view.first_token(request.worker, request.prompt_tokens)
 
     def done(self, request: SimRequest) -> None:
         if request.worker is not None:
-            self.view.end(request.worker, request.prompt_tokens + request.output_tokens)
+            prefill_left = 0 if request.first_token_time is not None else request.prompt_tokens
+            self.view.end(request.worker, request.prompt_tokens + request.output_tokens, prefill_left)
 
 
 @dataclass(frozen=True)

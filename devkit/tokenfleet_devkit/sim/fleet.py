@@ -223,6 +223,7 @@ class Simulation(WorkerEvents):
 
     # --- worker callbacks ---------------------------------------------------------------------------
     def on_first_token(self, request: SimRequest, now: float) -> None:
+        self.router.first_token(request)
         if request.ttft is not None:
             self._ttfts_in_interval.append(request.ttft)
 

@@ -90,7 +90,7 @@ class SimWorker:
         self._prefill_left_total = 0  # prompt tokens still to compute over the prefilling requests
         self.kv_reserved = 0
         self.num_in_flight = 0  # requests routed here and not done
-        self.prompt_tokens_done = 0  # computed (not cache hits), for throughput
+        self.prompt_tokens_done = 0  # whole prompts at their first token, hits too: the real counter
         self.generation_tokens_done = 0
         self._prefix_cache = PrefixCache(self.capacity // engine.prefix_block_tokens)
         self._busy = False
@@ -118,6 +118,11 @@ class SimWorker:
     @property
     def kv_usage(self) -> float:
         return min(1.0, self.kv_used / self.capacity) if self.capacity else 0.0
+
+    @property
+    def prefill_tokens_waiting(self) -> int:
+        """Prompt tokens still to compute, queued prompts counted whole (the worker's /load report)."""
+        return sum(r.prompt_tokens for r in self.waiting) + self._prefill_left_total
 
     @property
     def tokens_in_flight(self) -> int:
@@ -216,7 +221,6 @@ class SimWorker:
             request.prefill_left -= chunk
             self._prefill_left_total -= chunk
             self._prefill_done += chunk
-            self.prompt_tokens_done += chunk
         while self.prefilling and self.prefilling[0].prefill_left == 0:
             self._start_decoding(self.prefilling.popleft(), now)
         self._after_step(now)
@@ -225,6 +229,7 @@ class SimWorker:
         self._prefill_done -= request.prompt_tokens
         self._prefill_prompts -= request.prompt_tokens
         request.first_token_time = now
+        self.prompt_tokens_done += request.prompt_tokens
         self.generation_tokens_done += 1
         self.events.on_first_token(request, now)
         if request.output_tokens <= 1:

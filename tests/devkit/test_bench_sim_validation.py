@@ -15,6 +15,7 @@ from tokenfleet_devkit.bench import sim_validation
 from tokenfleet_devkit.bench import sim_validation_report as report
 from tokenfleet_devkit.bench.sim_validation_fleet import FleetRun
 from tokenfleet_devkit.bench.sim_validation_watch import OperatorTicks, PodTimes
+from tokenfleet_devkit.sim.pod_lifecycle import Order, PodLife
 from tokenfleet_devkit.sim.validation import RunRecord, pool
 from tokenfleet_devkit.sim.validation_setup import ValidationSetup
 
@@ -27,42 +28,50 @@ def pod(name: str, created_s: float, ready_s: float | None) -> PodTimes:
 
 
 def fleet_run(
-    pods: list[PodTimes], ticks: OperatorTicks | None = None, record: RunRecord | None = None
+    pods: list[PodTimes] | None = None,
+    ticks: OperatorTicks | None = None,
+    record: RunRecord | None = None,
+    lives: dict[str, PodLife] | None = None,
+    orders: list[Order] | None = None,
 ) -> FleetRun:
     record = record or RunRecord("real", 0, (), ((0.0, 1.0),))
-    return FleetRun(record, [], {p.name: p for p in pods}, START, ticks=ticks)
+    by_name = {p.name: p for p in pods or []}
+    return FleetRun(record, [], by_name, START, ticks=ticks, lives=lives or {}, orders=orders or [])
 
 
 @pytest.mark.unit
 def test_cold_start_comes_from_pods_the_autoscaler_added_during_the_replay() -> None:
     # The first pod started on an idle machine before the replay; one added pod is still starting.
-    pods = [pod("first", -30.0, -26.0), pod("a", 20.0, 33.0), pod("b", 40.0, 51.0), pod("c", 90.0, None)]
-    assert fleet_run(pods).cold_starts_s == [pytest.approx(11.0), pytest.approx(13.0)]
-    # Whole-second pod timestamps: a pod created within the replay's first second still counts as added.
-    assert fleet_run([pod("early", -0.4, 5.6)]).cold_starts_s == [pytest.approx(6.0)]
-
-
-@pytest.mark.unit
-def test_a_pod_ready_in_the_second_it_was_created_counts_half_a_second() -> None:
-    # Timestamps are whole seconds: 0 s would feed the simulator replicas that start instantly.
-    assert pod("quick", 10.0, 10.0).cold_start_s == pytest.approx(0.5)
-    assert pod("slow", 10.0, 12.0).cold_start_s == pytest.approx(2.0)
-
-
-@pytest.mark.unit
-def test_added_cold_starts_are_listed_in_order_of_creation() -> None:
-    pods = [
-        pod("late", 50.0, 59.0),
-        pod("first", -30.0, -26.0),
-        pod("early", 20.0, 22.0),
-        pod("gone", 30.0, None),
-    ]
-    assert fleet_run(pods).added_cold_starts_s == [pytest.approx(2.0), pytest.approx(9.0)]
+    orders = [Order(-31.0, 1), Order(19.0, 2), Order(39.5, 3)]
+    lives = {
+        "first": PodLife(-30.0, -26.0),
+        "a": PodLife(20.0, 33.0),
+        "b": PodLife(40.0, 51.0),
+        "c": PodLife(90.0, None),
+    }
+    run = fleet_run(lives=lives, orders=orders)
+    assert run.cold_starts_s == [pytest.approx(11.5), pytest.approx(14.0)]
+    assert run.added_cold_starts_s == [pytest.approx(14.0), pytest.approx(11.5)]  # in order of creation
 
 
 @pytest.mark.unit
 def test_without_added_pods_the_initial_ones_give_the_cold_start() -> None:
-    assert fleet_run([pod("first", -30.0, -26.0)]).cold_starts_s == [pytest.approx(4.0)]
+    run = fleet_run(lives={"first": PodLife(-30.0, -26.0)}, orders=[Order(-31.0, 1)])
+    assert run.cold_starts_s == [pytest.approx(5.0)]
+
+
+@pytest.mark.unit
+def test_creation_to_ready_reads_the_pods_own_timestamps_for_pods_added_in_the_replay() -> None:
+    pods = [pod("first", -30.0, -26.0), pod("a", 20.0, 33.0), pod("early", -0.4, 5.6), pod("c", 90.0, None)]
+    # Whole-second pod timestamps: a pod created within the replay's first second still counts as added.
+    assert fleet_run(pods).creation_to_ready_s == [pytest.approx(6.0), pytest.approx(13.0)]
+
+
+@pytest.mark.unit
+def test_a_pod_ready_in_the_second_it_was_created_counts_half_a_second() -> None:
+    # Timestamps are whole seconds: 0 s would say the pod started instantly.
+    assert pod("quick", 10.0, 10.0).cold_start_s == pytest.approx(0.5)
+    assert pod("slow", 10.0, 12.0).cold_start_s == pytest.approx(2.0)
 
 
 @pytest.mark.unit
@@ -107,13 +116,20 @@ def test_smoke_compares_two_complete_runs(cluster: Cluster, tmp_path: Path) -> N
     assert real["requests"] == sim["requests"] == data["num_arrivals"] > 0
     assert real["served"] == real["requests"], real["failures"]
     assert sim["served"] == sim["requests"], sim["rejected"]
-    # The real curve is sampled about once a second over the window; the sim's has its change points.
+    # Both curves are exact step curves over the window (the real one from watch events); the fleet
+    # was also sampled about once a second for the report.
     window = comparison["window_s"]
-    assert len(real["ready_curve"]) >= window / 2
+    assert real["ready_curve"][0] == [0.0, 1.0]  # the starting replica, Ready before the replay
+    assert real["ready_curve"][-1][0] == pytest.approx(window)
     assert len(sim["ready_curve"]) >= 2
-    assert real["ready_curve"][-1][0] == pytest.approx(window, abs=1.5)
-    # The cold start fed to the sim was measured on real worker pods.
+    (run,) = real["runs"]
+    assert len(run["timeline"]) >= window / 2
+    # The watch saw the operator's orders; the Deployment's creation (1 replica) came first.
+    assert run["orders"][0][1] == 1
+    assert run["orders"][0][0] < 0
+    # The cold start fed to the sim was measured on real worker pods, from order to Ready.
     assert data["cold_start"]["measured_s"]
+    assert all(0 < c < 60 for c in data["cold_start"]["measured_s"])
     assert data["cold_start"]["fed_to_sim_s"] > 0
     for key in ("ttft_p95_relative_difference", "replica_curve_error", "replica_seconds_ratio"):
         assert isinstance(comparison[key], float), key

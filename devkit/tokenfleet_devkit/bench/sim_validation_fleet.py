@@ -3,9 +3,11 @@
 On the local control plane: the real operator (`tokenfleet-operator`, a local process watching one fresh
 namespace), the InferenceDeployment from `validation_setup.fleet_document`, sim-backend worker pods and
 the real router run as processes by the cluster's pod launcher. The arrivals go through the router with
-the `openai` SDK (the demo's replayer: streaming, TTFT at the client). Every second the worker pods are
-listed: the ready curve counts pods that are Ready and not being deleted (what the router routes to).
-Cold start is each worker pod's creation to its Ready transition, from the pods' own timestamps.
+the `openai` SDK (the demo's replayer: streaming, TTFT at the client). Watches on the worker pods and
+the worker Deployment stamp every change on the replay's clock (pod_lifecycle.py): the ready curve
+counts pods Ready and not being deleted (what the router routes to), and the cold start runs from the
+operator's order (the Deployment's replicas rising) to the new pod's Ready. Once a second the fleet is
+also sampled by listing (pods, and the resource's desired replicas and queue) for the report.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import httpx
 
 from tokenfleet_devkit.bench.sim_validation_watch import (
     API_TIMEOUT_S,
+    EventRecorder,
     OperatorTicks,
     PodTimes,
     PodWatcher,
@@ -39,6 +42,7 @@ from tokenfleet_devkit.demo.install import free_port, install_crds
 from tokenfleet_devkit.demo.replay import PromptIds, Replayer
 from tokenfleet_devkit.demo.workload import BURST, SIM_FLEET, PlannedRequest
 from tokenfleet_devkit.process_stop import stop_gracefully
+from tokenfleet_devkit.sim.pod_lifecycle import Order, PodLife, order_to_ready_s, ready_curve
 from tokenfleet_devkit.sim.validation import RunRecord
 from tokenfleet_devkit.sim.validation_setup import MODEL_NAME, ValidationSetup, fleet_document
 from tokenfleet_worker.make_tokenizer import write_tokenizer_files
@@ -56,6 +60,8 @@ class FleetRun:
     samples: list[Sample] = field(default_factory=list)
     sampler_errors: int = 0
     ticks: OperatorTicks | None = None  # the operator's autoscaling ticks during the window
+    lives: dict[str, PodLife] = field(default_factory=dict)  # from the watch, on the replay's clock
+    orders: list[Order] = field(default_factory=list)  # the worker Deployment's replicas over time
 
     @property
     def tick_period_s(self) -> float | None:
@@ -66,21 +72,25 @@ class FleetRun:
 
     @property
     def added_cold_starts_s(self) -> list[float]:
-        """Cold starts of the pods added during the replay, in order of creation (ready ones only)."""
-        origin = self.started_at.replace(microsecond=0)
-        added = sorted((p for p in self.pods.values() if p.created >= origin), key=lambda p: p.created)
-        return [c for p in added if (c := p.cold_start_s) is not None]
+        """Order-to-Ready of each pod the autoscaler added during the replay, in order of creation."""
+        return order_to_ready_s(self.orders, (p for p in self.lives.values() if p.added_s >= 0))
 
     @property
     def cold_starts_s(self) -> list[float]:
-        """Cold starts of the pods the autoscaler added during the replay (the ones the sim models).
+        """Order-to-Ready of the pods the autoscaler added during the replay (what the simulator's cold
+        start stands for), sorted. Pods started before the replay, on an idle machine, count only when
+        no pod was added."""
+        added = self.added_cold_starts_s
+        return sorted(added or order_to_ready_s(self.orders, self.lives.values()))
 
-        Pods started before it started on an idle machine; they count only when no pod was added."""
-        # Pod timestamps have whole seconds: a pod created in the replay's first second counts as added.
+    @property
+    def creation_to_ready_s(self) -> list[float]:
+        """Creation to Ready by the pods' own (whole-second) timestamps, pods added during the replay;
+        the part of the cold start after the controllers created the pod."""
         origin = self.started_at.replace(microsecond=0)
-        added = [p for p in self.pods.values() if p.created >= origin]
-        chosen = added or list(self.pods.values())
-        return sorted(c for p in chosen if (c := p.cold_start_s) is not None)
+        return sorted(
+            c for p in self.pods.values() if p.created >= origin and (c := p.cold_start_s) is not None
+        )
 
 
 def _model_dir(root: Path) -> Path:
@@ -104,6 +114,7 @@ class RealFleet:
         self.operator: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()
         self.watcher: PodWatcher | None = None
+        self.recorder: EventRecorder | None = None
 
     def start(self, setup: ValidationSetup) -> tuple[str, PromptIds]:
         """Everything up and one worker ready; returns the router's host:port and the prompt pool."""
@@ -115,6 +126,8 @@ class RealFleet:
         stage.fresh_namespace(self.paths, self.namespace, self.say)
         self._start_operator()
         body = fleet_document(setup.fleet, self.namespace, model)
+        self.recorder = EventRecorder(self.paths.kubeconfig, self.namespace)
+        self.recorder.start()
         stage.apply_fleets(self.paths, [body])
         self.watcher = watcher = PodWatcher(self.paths.kubeconfig, self.namespace)
         address: str = stage.wait_until(
@@ -152,13 +165,16 @@ class RealFleet:
         self, setup: ValidationSetup, address: str, prompts: PromptIds, window_s: float, grace_s: float
     ) -> FleetRun:
         """Replay the arrivals, sampling over [0, window_s]; answers may take until `grace_s` after it."""
-        assert self.watcher is not None
+        assert self.watcher is not None and self.recorder is not None
         ticks = functools.partial(read_operator_ticks, self.metrics_port)
-        return asyncio.run(_replay(setup, self.watcher, ticks, address, prompts, window_s, grace_s))
+        watchers = (self.watcher, self.recorder)
+        return asyncio.run(_replay(setup, watchers, ticks, address, prompts, window_s, grace_s))
 
     def close(self) -> None:
         if self.watcher is not None:
             self.watcher.close()
+        if self.recorder is not None:
+            self.recorder.stop()
         try:
             if not self.own_cluster:  # the operator must still run: it removes the fleet's finalizer
                 stage.delete_fleets(self.paths, self.namespace, self.say)
@@ -177,7 +193,7 @@ class RealFleet:
 
 async def _replay(
     setup: ValidationSetup,
-    watcher: PodWatcher,
+    watchers: tuple[PodWatcher, EventRecorder],
     read_ticks: Callable[[], OperatorTicks],
     address: str,
     prompts: PromptIds,
@@ -189,6 +205,7 @@ async def _replay(
         for i, a in enumerate(setup.arrivals)
     )
     replayer = Replayer({SIM_FLEET: address}, {SIM_FLEET: MODEL_NAME}, prompts, lambda fleet: False)
+    watcher, recorder = watchers
     samples: list[Sample] = []
     errors = 0
     ticks_before: OperatorTicks | None = None
@@ -218,8 +235,21 @@ async def _replay(
         await replayer.close_after(task)
     results = sorted(replayer.results, key=lambda r: r.index)
     ttfts = tuple(r.ttft_s for r in results if r.is_ok and r.ttft_s is not None)
+    await asyncio.to_thread(recorder.stop)
+    lives, orders = recorder.since(start)
+    record = RunRecord("real", len(planned), ttfts, _ready_curve(lives, samples, window_s))
+    run = FleetRun(record, results, dict(watcher.pods), started_at, samples, errors, ticks, lives, orders)
+    run.sampler_errors += recorder.errors
+    return run
+
+
+def _ready_curve(
+    lives: dict[str, PodLife], samples: list[Sample], window_s: float
+) -> tuple[tuple[float, float], ...]:
+    """The watch's exact curve; the once-a-second samples only if the watch saw no pod at all."""
+    if lives:
+        return ready_curve(lives, window_s)
     # The first sample past the window closes the curve at the window's end.
     curve = [(x.t_s, float(x.ready)) for x in samples if x.t_s < window_s]
     curve += [(window_s, float(x.ready)) for x in samples if x.t_s >= window_s][:1]
-    record = RunRecord("real", len(planned), ttfts, tuple(curve))
-    return FleetRun(record, results, dict(watcher.pods), started_at, samples, errors, ticks)
+    return tuple(curve)

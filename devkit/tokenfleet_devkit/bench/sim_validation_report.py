@@ -89,6 +89,8 @@ def real_run_dict(setup: ValidationSetup, fleet: FleetRun, window_s: float) -> d
         "operator_ticks": None if fleet.ticks is None else asdict(fleet.ticks),
         "operator_tick_period_s": fleet.tick_period_s,
         "cold_starts_s": fleet.cold_starts_s,
+        "creation_to_ready_s": fleet.creation_to_ready_s,
+        "orders": [[round(o.at_s, 3), o.replicas] for o in fleet.orders],
         "timeline_columns": ["t_s", "ready", "pods", "desired", "queue_depth"],
         "timeline": [[round(x.t_s, 2), x.ready, x.pods, x.desired, x.queue_depth] for x in fleet.samples],
         "requests_columns": ["sent_s", "ttft_s"],
@@ -163,7 +165,10 @@ def setup_dict(
         "cold_start": {
             "fed_to_sim_s": cold_start_s,
             "measured_s": list(measured_s),
-            "how": "median over the worker pods added during the replays: creationTimestamp -> Ready",
+            "how": (
+                "median over the worker pods the autoscaler added during the replays: the worker "
+                "Deployment's replicas rising -> the pod Ready, both seen by watch"
+            ),
         },
     }
 

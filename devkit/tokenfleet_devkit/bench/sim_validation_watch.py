@@ -6,15 +6,20 @@ Blocking calls with short timeouts; the replay runs them in a worker thread abou
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from kubernetes import client, config
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from tokenfleet_common import metric_names
+from tokenfleet_devkit.sim.pod_lifecycle import Order, PodLife
 from tokenfleet_devkit.sim.validation_setup import FLEET_NAME
 
 WORKER_SELECTOR = f"tokenfleet.io/deployment={FLEET_NAME},tokenfleet.io/component=worker"
@@ -142,3 +147,89 @@ class PodWatcher:
             if pod.status.pod_ip and _is_ready(pod) and pod.metadata.deletion_timestamp is None:
                 return f"{pod.status.pod_ip}:{ROUTER_PORT}"
         return None
+
+
+WATCH_TIMEOUT_S = 5  # the server ends each watch this often; the thread resumes it or stops
+
+
+class EventRecorder:
+    """Follows the fleet's worker pods and worker Deployments by watch, in two threads, stamping every
+    change on `time.monotonic()`: the pods' add, Ready and deletion, and each new `spec.replicas`."""
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        self._api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.namespace = namespace
+        self.pods: dict[str, PodLife] = {}  # times: raw monotonic clock
+        self.orders: list[Order] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        core, apps = client.CoreV1Api(self._api), client.AppsV1Api(self._api)
+        self._threads = [
+            threading.Thread(target=self._follow, args=(core.list_namespaced_pod, self._on_pod), daemon=True),
+            threading.Thread(
+                target=self._follow, args=(apps.list_namespaced_deployment, self._on_deployment), daemon=True
+            ),
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Ends both watches (within one watch timeout); a second call does nothing."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(WATCH_TIMEOUT_S + API_TIMEOUT_S)
+        self._api.close()
+
+    def since(self, origin: float) -> tuple[dict[str, PodLife], list[Order]]:
+        """What was recorded, on a clock that starts at `origin` (a `time.monotonic()` reading)."""
+
+        def shift(t: float | None) -> float | None:
+            return None if t is None else t - origin
+
+        pods = {
+            name: PodLife(p.added_s - origin, shift(p.ready_s), shift(p.gone_s))
+            for name, p in self.pods.items()
+        }
+        return pods, [Order(o.at_s - origin, o.replicas) for o in self.orders]
+
+    def _follow(self, list_fn: Callable[..., Any], on_object: Callable[[Any, float], None]) -> None:
+        version: str | None = None
+        while not self._stop.is_set():
+            try:
+                for event in watch.Watch().stream(
+                    list_fn,
+                    self.namespace,
+                    label_selector=WORKER_SELECTOR,
+                    resource_version=version,
+                    timeout_seconds=WATCH_TIMEOUT_S,
+                    _request_timeout=WATCH_TIMEOUT_S + API_TIMEOUT_S,
+                ):
+                    obj = event["object"]
+                    on_object(obj, time.monotonic())
+                    version = obj.metadata.resource_version
+                    if self._stop.is_set():
+                        return
+            except ApiException as err:
+                self.errors += 1
+                if err.status == 410:  # too old to resume: start over from the current state
+                    version = None
+            except Exception:  # an API blip: resume where the watch was
+                self.errors += 1
+                time.sleep(0.1)
+
+    def _on_pod(self, pod: Any, now: float) -> None:
+        life = self.pods.setdefault(pod.metadata.name, PodLife(now))
+        if life.ready_s is None and _is_ready(pod):
+            life.ready_s = now
+        if life.gone_s is None and pod.metadata.deletion_timestamp is not None:
+            life.gone_s = now
+
+    def _on_deployment(self, deployment: Any, now: float) -> None:
+        replicas = int(deployment.spec.replicas or 0)
+        if not self.orders or self.orders[-1].replicas != replicas:
+            self.orders.append(Order(now, replicas))

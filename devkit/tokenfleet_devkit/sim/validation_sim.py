@@ -16,6 +16,7 @@ from pathlib import Path
 from tokenfleet_devkit.sim.adapters import OperatorPolicy
 from tokenfleet_devkit.sim.fleet import SimConfig, SimResult, Simulation, VariantSetup
 from tokenfleet_devkit.sim.perf_model import LinearModel
+from tokenfleet_devkit.sim.pod_lifecycle import step_curve
 from tokenfleet_devkit.sim.request import SimRequest
 from tokenfleet_devkit.sim.validation import RunRecord
 from tokenfleet_devkit.sim.validation_setup import ValidationSetup, fleet_document
@@ -40,19 +41,7 @@ def ready_curve(result: SimResult, end_s: float) -> tuple[tuple[float, float], .
         gone = worker.drained_at if worker.drained_at is not None else worker.removed_at
         if gone is not None:
             changes.append((gone, -1))
-    changes.sort()
-    curve: list[tuple[float, float]] = [(0.0, float(sum(d for t, d in changes if t <= 0.0)))]
-    count = curve[0][1]
-    for t, d in changes:
-        if 0.0 < t <= end_s:
-            count += d
-            if curve[-1][0] == t:
-                curve[-1] = (t, count)
-            else:
-                curve.append((t, count))
-    if curve[-1][0] < end_s:
-        curve.append((end_s, count))
-    return tuple(curve)
+    return step_curve(changes, end_s)
 
 
 def sim_config(

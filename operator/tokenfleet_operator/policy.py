@@ -217,9 +217,11 @@ def _plan_total(
         return 0, f"idle for {auto.scale_to_zero_after_seconds}s: scale to zero", 0
 
     window = max(auto.scale_up.stabilization_seconds, auto.scale_down.stabilization_seconds)
-    # On bursts, a past backlog's ask is not held (the burst floor holds what its load needs).
+    # Where the routers count requests, a past backlog's ask is not held: the queue it measured is
+    # work already arrived, and the load signals and the forecast say what is still coming (on bursts
+    # the burst floor adds what their load needs). Without the counts there is no forecast to say so.
     timed = [
-        TimedRecommendation(s.time, r.lasting if bursty and s is not latest else r.replicas)
+        TimedRecommendation(s.time, r.lasting if bursty is not None and s is not latest else r.replicas)
         for s in history
         if not s.is_stale and now - window <= s.time <= now
         for r in [recommend(s)]

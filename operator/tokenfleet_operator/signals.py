@@ -53,8 +53,8 @@ class Recommendation:
     replicas: int  # total replicas the load calls for, before stabilisation and limits
     signal: str  # the signal that asked for the most: queue, kv, tokens, ttft, held, none
     detail: str  # the measurement in words, for the decision's reason
-    # The largest ask of the signals that measure load (not a backlog): what a scale-down window on
-    # bursty load holds on to once the moment has passed.
+    # The largest ask of the signals that measure load (not a backlog): what the scale-down window
+    # holds on to once the moment has passed, where the routers' request counts feed a forecast.
     lasting: int = 0
 
 

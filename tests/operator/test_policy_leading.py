@@ -105,3 +105,17 @@ def test_bursty_load_holds_what_the_recent_bursts_rate_needs() -> None:
     assert decide(SPEC, late, {"h100": 6}, now=late[-1].time).direction == "hold"
     old = _one_burst(0, intervals=80)  # 395 s ago
     assert decide(SPEC, old, {"h100": 6}, now=old[-1].time).total == 5
+
+
+def test_a_served_backlog_does_not_hold_the_fleet_on_steady_load_either() -> None:
+    # Steady load (not bursty) that queued for a minute: the queue is served, and the load signals in
+    # the window ask for far fewer than 12. A backlog's ask measures work already arrived; holding it
+    # for the whole window pays for capacity the load no longer needs.
+    history = _window([6.0] * 64, swings=())
+    for i in range(45, 57):
+        queued = replace(history[i].variants[0], waiting=96.0)
+        history[i] = replace(history[i], variants=(queued,))
+    decision = decide(SPEC, history, {"h100": 12}, now=history[-1].time)
+    assert decision.direction == "down"
+    blind = [replace(s, dispatched_per_second=None) for s in history]
+    assert decide(SPEC, blind, {"h100": 12}, now=blind[-1].time).direction == "hold"

@@ -87,8 +87,9 @@ class AsyncEngine:
         self._num_pending = 0
         self._pending_prompt_tokens = 0
         self._applied = (0, 0)  # handed to the engine, in no published stats yet
+        self._published_in_step = False
         self.stats: EngineStats = engine.stats()  # as of the last step's scheduling or end
-        engine.on_scheduled = self._publish_stats
+        engine.on_scheduled = self._on_scheduled
         self.is_draining = False
         self.last_error: str | None = None
 
@@ -184,6 +185,7 @@ class AsyncEngine:
     def _run(self) -> None:
         while not self._stop.is_set():
             outputs, self._applied = self._apply_commands()
+            self._published_in_step = False
             if self.engine.has_unfinished():
                 try:
                     outputs.extend(self.engine.step())
@@ -191,12 +193,19 @@ class AsyncEngine:
                     log.exception("event=engine_step_failed")
                     self.last_error = f"{type(err).__name__}: {err}"
                     outputs.extend(self._fail_all(self.last_error))
-            self._publish_stats()
+            # One stats pass a step: the one taken when its batch was chosen stands while the next
+            # step will take another; the state a finished or idle engine rests in is taken here.
+            if not (self._published_in_step and self.engine.has_unfinished()):
+                self._publish_stats()
             self._dispatch(outputs)
             # Idle, or nothing schedulable this instant: wait for a command instead of spinning.
             if not self.engine.has_unfinished() or self.engine.last_batch_size == 0:
                 self._wake.wait(self._idle_wait_s)
                 self._wake.clear()
+
+    def _on_scheduled(self) -> None:
+        self._publish_stats()
+        self._published_in_step = True
 
     def _publish_stats(self) -> None:
         """Engine thread: new stats, which hold the sequences applied so far (no longer pending)."""

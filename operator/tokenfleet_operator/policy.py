@@ -11,11 +11,11 @@
    forecast.py, orders replicas for the routers' request rate forecast a replica start-up ahead),
    stabilise over the windows (stabilization.py), skipping the scale-up window on a burst and, when
    the routers' counts show the load's swings are noise rather than bursts, trimming the scale-down
-   window's rare largest asks; when they show bursts, the window holds past asks of the load signals
-   only (a burst's backlog is gone by the time its replicas start) and a burst floor holds the rate
-   of the last bursts (`_burst_floor`); while replicas are starting, grow to at most burstFactor x
-   the ready capacity (pending-replica guard); limit the step (a burst may double the fleet); only
-   scale down as far as the remaining replicas stay under target (consolidation check).
+   window's rare largest asks; wherever they count requests, the window holds past asks of the load
+   signals only (a backlog is served by the time its replicas start), and on bursts a burst floor
+   holds the rate of the last bursts (`_burst_floor`); while replicas are starting, grow to at most
+   burstFactor x the ready capacity (pending-replica guard); limit the step (a burst may double the
+   fleet); only scale down as far as the remaining replicas stay under target (consolidation check).
 4. Clamp to min/max and spread the total over variants by cost per token, within the budget, avoiding
    variants whose pods were recently Unschedulable (placement.py).
 """
@@ -217,14 +217,19 @@ def _plan_total(
         return 0, f"idle for {auto.scale_to_zero_after_seconds}s: scale to zero", 0
 
     window = max(auto.scale_up.stabilization_seconds, auto.scale_down.stabilization_seconds)
-    # Where the routers count requests, a past backlog's ask is not held: the queue it measured is
-    # work already arrived, and the load signals and the forecast say what is still coming (on bursts
-    # the burst floor adds what their load needs). Without the counts there is no forecast to say so.
+    # Where the routers count requests (`bursty` is then known), a past backlog's ask is not held: the
+    # queue it measured is work already arrived, and the load signals and the forecast say what is still
+    # coming (on bursts the burst floor adds what their load needs). Without the counts, no forecast.
+    has_forecast = bursty is not None
+
+    def held_ask(s: FleetSnapshot) -> int:
+        r = recommend(s)
+        return r.lasting if has_forecast and s is not latest else r.replicas
+
     timed = [
-        TimedRecommendation(s.time, r.lasting if bursty is not None and s is not latest else r.replicas)
+        TimedRecommendation(s.time, held_ask(s))
         for s in history
         if not s.is_stale and now - window <= s.time <= now
-        for r in [recommend(s)]
     ]
     is_burst = signals.is_burst(auto, latest)
     target = stabilize(

@@ -185,9 +185,9 @@ def recommend(
         queued = snap.waiting + snap.router_held
         if queued > 0:
             want = max(1, _ceil(queued / targets.queue_depth_per_replica))
-            return Recommendation(want, "held", f"{queued:g} requests waiting with no ready worker")
+            return Recommendation(want, "held", f"{queued:g} requests waiting with no ready worker", 0)
         # Nothing to measure yet: keep what is already coming rather than guess.
-        return Recommendation(snap.starting, "none", "no ready workers to measure")
+        return Recommendation(snap.starting, "none", "no ready workers to measure", snap.starting)
 
     asks: list[Recommendation] = []
     queue = queue_per_replica(snap)

@@ -65,6 +65,8 @@ def test_recommend(snapshot: FleetSnapshot, replicas: int, signal: str) -> None:
         (snap(waiting=80, kv_usage=0.4), 8, 2),  # a backlog asks for 8; the load itself for 2
         (snap(kv_usage=0.5, ttft=5.0), 6, 3),  # TTFT reads the same backlog
         (snap(kv_usage=0.4, kv_capacity_tokens_per_replica=1000, tokens_in_flight=6400), 8, 8),
+        (snap(ready=0, held=20), 2, 0),  # requests held with no worker: a backlog too
+        (snap(ready=0, starting=3), 3, 3),  # nothing measured: what is coming is kept, then and later
     ],
 )
 def test_lasting_is_the_largest_ask_of_the_load_signals(

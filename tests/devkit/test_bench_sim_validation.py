@@ -4,7 +4,6 @@ that they agree (a 25 s smoke excerpt is too short to judge that)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -14,29 +13,20 @@ from tests.conftest import TEST_CLUSTER, Cluster
 from tokenfleet_devkit.bench import sim_validation
 from tokenfleet_devkit.bench import sim_validation_report as report
 from tokenfleet_devkit.bench.sim_validation_fleet import FleetRun
-from tokenfleet_devkit.bench.sim_validation_watch import OperatorTicks, PodTimes
+from tokenfleet_devkit.bench.sim_validation_watch import OperatorTicks
 from tokenfleet_devkit.sim.pod_lifecycle import Order, PodLife
 from tokenfleet_devkit.sim.validation import RunRecord, pool
 from tokenfleet_devkit.sim.validation_setup import ValidationSetup
 
-START = dt.datetime(2026, 1, 1, 12, 0, 0, 400_000, tzinfo=dt.UTC)
-
-
-def pod(name: str, created_s: float, ready_s: float | None) -> PodTimes:
-    ready = None if ready_s is None else START + dt.timedelta(seconds=ready_s)
-    return PodTimes(name, START + dt.timedelta(seconds=created_s), ready)
-
 
 def fleet_run(
-    pods: list[PodTimes] | None = None,
     ticks: OperatorTicks | None = None,
     record: RunRecord | None = None,
     lives: dict[str, PodLife] | None = None,
     orders: list[Order] | None = None,
 ) -> FleetRun:
     record = record or RunRecord("real", 0, (), ((0.0, 1.0),))
-    by_name = {p.name: p for p in pods or []}
-    return FleetRun(record, [], by_name, START, ticks=ticks, lives=lives or {}, orders=orders or [])
+    return FleetRun(record, [], lives or {}, orders or [], ticks=ticks)
 
 
 @pytest.mark.unit
@@ -61,17 +51,14 @@ def test_without_added_pods_the_initial_ones_give_the_cold_start() -> None:
 
 
 @pytest.mark.unit
-def test_creation_to_ready_reads_the_pods_own_timestamps_for_pods_added_in_the_replay() -> None:
-    pods = [pod("first", -30.0, -26.0), pod("a", 20.0, 33.0), pod("early", -0.4, 5.6), pod("c", 90.0, None)]
-    # Whole-second pod timestamps: a pod created within the replay's first second still counts as added.
-    assert fleet_run(pods).creation_to_ready_s == [pytest.approx(6.0), pytest.approx(13.0)]
-
-
-@pytest.mark.unit
-def test_a_pod_ready_in_the_second_it_was_created_counts_half_a_second() -> None:
-    # Timestamps are whole seconds: 0 s would say the pod started instantly.
-    assert pod("quick", 10.0, 10.0).cold_start_s == pytest.approx(0.5)
-    assert pod("slow", 10.0, 12.0).cold_start_s == pytest.approx(2.0)
+def test_creation_to_ready_is_the_part_after_the_controllers_for_pods_added_in_the_replay() -> None:
+    lives = {
+        "first": PodLife(-30.0, -26.0),  # started before the replay
+        "a": PodLife(20.25, 21.0),
+        "b": PodLife(40.5, 41.75),
+        "c": PodLife(90.0, None),  # never Ready
+    }
+    assert fleet_run(lives=lives).creation_to_ready_s == [pytest.approx(0.75), pytest.approx(1.25)]
 
 
 @pytest.mark.unit
@@ -79,8 +66,8 @@ def test_tick_period_is_the_window_over_the_ticks_done_in_it() -> None:
     before, after = OperatorTicks(10, 1.0), OperatorTicks(110, 31.0)
     ticks = after.since(before, 250.0)
     assert (ticks.count, ticks.seconds) == (100, 30.0)
-    assert fleet_run([], ticks).tick_period_s == pytest.approx(2.5)
-    assert fleet_run([]).tick_period_s is None
+    assert fleet_run(ticks).tick_period_s == pytest.approx(2.5)
+    assert fleet_run().tick_period_s is None
 
 
 @pytest.mark.unit
@@ -88,8 +75,8 @@ def test_the_report_pools_the_real_runs_and_keeps_each_one() -> None:
     one = RunRecord("real", 3, (0.5, 1.0, 4.0), ((0.0, 1.0), (60.0, 3.0), (100.0, 3.0)))
     two = RunRecord("real", 3, (0.5, 1.0, 2.0), ((0.0, 1.0), (100.0, 1.0)))
     runs = [
-        fleet_run([], OperatorTicks(50, 5.0, 100.0), one),
-        fleet_run([], OperatorTicks(40, 4.0, 100.0), two),
+        fleet_run(OperatorTicks(50, 5.0, 100.0), one),
+        fleet_run(OperatorTicks(40, 4.0, 100.0), two),
     ]
     data = report.real_dict(ValidationSetup(()), runs, pool("real", [one, two]), 100.0)
     assert (data["requests"], data["served"]) == (6, 6)

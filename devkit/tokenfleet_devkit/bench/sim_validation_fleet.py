@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import os
 import subprocess
@@ -30,7 +29,6 @@ from tokenfleet_devkit.bench.sim_validation_watch import (
     API_TIMEOUT_S,
     EventRecorder,
     OperatorTicks,
-    PodTimes,
     PodWatcher,
     Sample,
     read_operator_ticks,
@@ -55,13 +53,11 @@ READY_TIMEOUT_S = 120.0
 class FleetRun:
     record: RunRecord
     results: list[RequestResult]
-    pods: dict[str, PodTimes]
-    started_at: dt.datetime  # wall clock of the replay's start (pod timestamps are wall clock)
+    lives: dict[str, PodLife]  # from the watch, on the replay's clock
+    orders: list[Order]  # the worker Deployment's replicas over time
     samples: list[Sample] = field(default_factory=list)
     sampler_errors: int = 0
     ticks: OperatorTicks | None = None  # the operator's autoscaling ticks during the window
-    lives: dict[str, PodLife] = field(default_factory=dict)  # from the watch, on the replay's clock
-    orders: list[Order] = field(default_factory=list)  # the worker Deployment's replicas over time
 
     @property
     def tick_period_s(self) -> float | None:
@@ -85,12 +81,10 @@ class FleetRun:
 
     @property
     def creation_to_ready_s(self) -> list[float]:
-        """Creation to Ready by the pods' own (whole-second) timestamps, pods added during the replay;
-        the part of the cold start after the controllers created the pod."""
-        origin = self.started_at.replace(microsecond=0)
-        return sorted(
-            c for p in self.pods.values() if p.created >= origin and (c := p.cold_start_s) is not None
-        )
+        """The part of the cold start after the controllers created each added pod: its add to its
+        Ready, as the watch saw them."""
+        lives = self.lives.values()
+        return sorted(p.ready_s - p.added_s for p in lives if p.added_s >= 0 and p.ready_s is not None)
 
 
 def _model_dir(root: Path) -> Path:
@@ -213,7 +207,6 @@ async def _replay(
         ticks_before = await asyncio.to_thread(read_ticks)
     ticks: OperatorTicks | None = None
     start = time.monotonic()
-    started_at = dt.datetime.now(dt.UTC)
     task = asyncio.create_task(replayer.run(planned, start, window_s + grace_s))
     try:
         while True:
@@ -237,19 +230,5 @@ async def _replay(
     ttfts = tuple(r.ttft_s for r in results if r.is_ok and r.ttft_s is not None)
     await asyncio.to_thread(recorder.stop)
     lives, orders = recorder.since(start)
-    record = RunRecord("real", len(planned), ttfts, _ready_curve(lives, samples, window_s))
-    run = FleetRun(record, results, dict(watcher.pods), started_at, samples, errors, ticks, lives, orders)
-    run.sampler_errors += recorder.errors
-    return run
-
-
-def _ready_curve(
-    lives: dict[str, PodLife], samples: list[Sample], window_s: float
-) -> tuple[tuple[float, float], ...]:
-    """The watch's exact curve; the once-a-second samples only if the watch saw no pod at all."""
-    if lives:
-        return ready_curve(lives, window_s)
-    # The first sample past the window closes the curve at the window's end.
-    curve = [(x.t_s, float(x.ready)) for x in samples if x.t_s < window_s]
-    curve += [(window_s, float(x.ready)) for x in samples if x.t_s >= window_s][:1]
-    return tuple(curve)
+    record = RunRecord("real", len(planned), ttfts, ready_curve(lives, window_s))
+    return FleetRun(record, results, lives, orders, samples, errors + recorder.errors, ticks)

@@ -5,7 +5,6 @@ Blocking calls with short timeouts; the replay runs them in a worker thread abou
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from collections.abc import Callable
@@ -27,24 +26,6 @@ ROUTER_SELECTOR = f"tokenfleet.io/deployment={FLEET_NAME},tokenfleet.io/componen
 ROUTER_PORT = 8080
 GROUP, VERSION, PLURAL = "tokenfleet.io", "v1alpha1", "inferencedeployments"
 API_TIMEOUT_S = 5.0
-
-
-TIMESTAMP_RESOLUTION_S = 1.0  # creationTimestamp and condition times are whole seconds
-
-
-@dataclass(frozen=True)
-class PodTimes:
-    name: str
-    created: dt.datetime
-    ready_at: dt.datetime | None
-
-    @property
-    def cold_start_s(self) -> float | None:
-        """Creation to Ready. The API's timestamps are whole seconds, so a pod Ready in the second
-        it was created took under one: it counts as half a second, not as no time at all."""
-        if self.ready_at is None:
-            return None
-        return max(TIMESTAMP_RESOLUTION_S / 2, (self.ready_at - self.created).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -87,41 +68,24 @@ def _is_ready(pod: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
 
-def _ready_since(pod: Any) -> dt.datetime | None:
-    for c in pod.status.conditions or []:
-        if c.type == "Ready" and c.status == "True":
-            since: dt.datetime | None = c.last_transition_time
-            return since
-    return None
-
-
 class PodWatcher:
-    """Lists the fleet's worker pods: the ready count now, and every pod's creation and ready times."""
+    """Lists the fleet's worker pods and reads its resource's status: the fleet once a second."""
 
     def __init__(self, kubeconfig: Path, namespace: str) -> None:
         self._api = config.new_client_from_config(config_file=str(kubeconfig))
         self.core = client.CoreV1Api(self._api)
         self.custom = client.CustomObjectsApi(self._api)
         self.namespace = namespace
-        self.pods: dict[str, PodTimes] = {}
 
     def close(self) -> None:
         self._api.close()
 
     def count(self) -> tuple[int, int]:
-        """(ready and not deleting, existing) worker pods; remembers each pod's times."""
+        """(ready and not deleting, existing) worker pods."""
         items: list[Any] = self.core.list_namespaced_pod(
             self.namespace, label_selector=WORKER_SELECTOR, _request_timeout=API_TIMEOUT_S
         ).items
-        ready = 0
-        for pod in items:
-            name = pod.metadata.name
-            since = _ready_since(pod)
-            known = self.pods.get(name)
-            if known is None or (known.ready_at is None and since is not None):
-                self.pods[name] = PodTimes(name, pod.metadata.creation_timestamp, since)
-            if _is_ready(pod) and pod.metadata.deletion_timestamp is None:
-                ready += 1
+        ready = sum(1 for pod in items if _is_ready(pod) and pod.metadata.deletion_timestamp is None)
         return ready, len(items)
 
     def sample(self, t_s: float) -> Sample:

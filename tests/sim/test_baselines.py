@@ -105,3 +105,27 @@ def test_oracle_with_cold_start_orders_each_minute_early_and_keeps_it_to_the_min
     asks = {t: plan.decide(observe(t, 2))["g"] for t in (0.0, 10.0, 20.0, 59.0, 60.0, 110.0, 119.0, 125.0)}
     # Minute 1 needs 5: ordered from 15 s on (one cold start early); minute 2 needs 1: kept until 120 s.
     assert asks == {0.0: 2, 10.0: 2, 20.0: 5, 59.0: 5, 60.0: 5, 110.0: 5, 119.0: 5, 125.0: 1}
+
+
+def test_oracle_plan_by_misses_weighs_replicas_against_missed_requests() -> None:
+    # Minute 0 misses 30 requests on 1 replica, 4 on 2, none on 3; minute 1 misses none on 1.
+    misses = [[30, 4, 0], [0]]
+    assert oracle.plan_by_misses(misses, 0.01) == [1, 1]  # a miss is worth little: one replica
+    assert oracle.plan_by_misses(misses, 0.1) == [2, 1]  # 2 + 0.4 beats 1 + 3 and 3 + 0
+    assert oracle.plan_by_misses(misses, 1.0) == [3, 1]
+    assert oracle.plan_by_misses(misses, 1.0, cap=2) == [2, 1]
+    # A size that missed more than a smaller one counts as the smaller one's misses (capacity never hurts),
+    # so the plan never picks it over the smaller size.
+    assert oracle.plan_by_misses([[5, 7, 0]], 0.3) == [1]
+    with pytest.raises(ValueError):
+        oracle.plan_by_misses(misses, 0.0)
+
+
+def test_oracle_repair_raises_the_minutes_that_missed_most_until_the_rest_fit_the_allowance() -> None:
+    plan = [2, 2, 1, 3]
+    missed = [5, 40, 0, 12]
+    # 57 misses, 10 allowed: minute 1 (40) leaves 17 over, minute 3 (12) leaves 5 within the allowance.
+    assert oracle.repair(plan, missed, allowed=10, cap=4) == [2, 3, 1, 4]
+    # At the cap a minute cannot be raised: the next one is.
+    assert oracle.repair(plan, missed, allowed=10, cap=3) == [3, 3, 1, 3]
+    assert oracle.repair(plan, missed, allowed=60, cap=4) == plan  # already within the allowance

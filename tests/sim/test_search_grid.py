@@ -10,7 +10,7 @@ from tokenfleet_devkit.sim.benchmark import Knob, _floors, _tokenfleet_setting, 
 from tokenfleet_devkit.sim.fleet import SimConfig, VariantSetup
 from tokenfleet_devkit.sim.metrics import Slo
 from tokenfleet_devkit.sim.perf_model import gpu_model
-from tokenfleet_devkit.sim.runs import Bench, Setting, run_setting
+from tokenfleet_devkit.sim.runs import Bench, Setting, minute_misses, run_setting, search_oracle
 
 pytestmark = pytest.mark.unit
 
@@ -83,3 +83,31 @@ def test_a_floored_setting_starts_with_its_floor_running() -> None:
     # The floor is paid for: three replicas for the whole horizon against about one.
     hours = [float(run.summary["gpu_hours"]) for run in runs]
     assert hours[1] == pytest.approx(3 * 180 / 3600, rel=0.01) and hours[0] < hours[1] / 2
+
+
+def test_minute_misses_run_each_minute_alone_until_a_size_misses_none() -> None:
+    # Minute 0: the heavy load (two replicas miss, three do not); minute 1: silent; minute 2: one request.
+    records = [traces.TraceRecord(i / 20, 4000, 50) for i in range(60 * 20)]
+    records.append(traces.TraceRecord(150.0, 100, 10))
+    bench = Bench(records, Slo(2.0, 0.1), SimConfig(variants=(H100,)), 180.0)
+    misses = minute_misses(bench, "h100", cap=8)
+    assert misses[0][0] > misses[0][1] > 0 and misses[0][-1] == 0
+    assert misses[1] == [0] and misses[2] == [0]
+    # The cap ends a row that still misses.
+    assert minute_misses(bench, "h100", cap=1)[0] == [misses[0][0]]
+
+
+def test_oracle_search_finds_a_plan_meeting_the_slo_that_follows_the_load() -> None:
+    # One heavy minute, one silent, one with a single request.
+    records = [traces.TraceRecord(i / 20, 4000, 50) for i in range(60 * 20)]
+    records.append(traces.TraceRecord(150.0, 100, 10))
+    bench = Bench(records, Slo(2.0, 0.1), SimConfig(variants=(H100,)), 180.0)
+    misses = minute_misses(bench, "h100", cap=4)
+    demand = [0.5, 0.0, 0.01]  # the load-proportional family sizes each minute's work alike
+    searched = search_oracle(bench, "h100", demand, misses, cap=4, steps=3)
+    best = searched.search.best
+    assert best.meets_slo
+    assert searched.best_plan[0] >= 3 and searched.best_plan[1:] == [1, 1]
+    assert best.summary["gpu_hours"] <= searched.by_utilisation.summary["gpu_hours"]
+    # The families meet on the same plan here, and no plan runs twice.
+    assert len({tuple(p) for p in searched.plans.values()}) == len(searched.search.tried)

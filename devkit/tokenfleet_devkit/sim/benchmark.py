@@ -24,6 +24,7 @@ from tokenfleet_devkit.sim.runs import (
     Run,
     Search,
     Setting,
+    minute_misses,
     run_setting,
     search_oracle,
     search_static,
@@ -87,8 +88,10 @@ def run_scenario(scenario: Scenario, smoke: bool, with_mix: bool) -> ScenarioOut
     high = max(oracle.plan(demand, 0.3)) * 2 + 2
     found_static = search_static(bench, "h100", 1, max(oracle.plan(demand, 0.6)) + 1 if smoke else high)
     cap = int(setting_value(found_static.best))
-    found_oracle = search_oracle(bench, "h100", demand, cap, 1 if smoke else scenario.search_points + 1)
-    bench.need_per_minute = oracle.plan(demand, setting_value(found_oracle.best), cap)
+    misses = minute_misses(bench, "h100", cap)
+    searched = search_oracle(bench, "h100", demand, misses, cap, 1 if smoke else scenario.search_points + 1)
+    found_oracle = searched.search
+    bench.need_per_minute = searched.best_plan
     # The same plan with cold starts: what perfect foresight saves once replicas start slowly.
     cold = baselines.ColdStartSchedule("h100", bench.need_per_minute, h100.cold_start_s)
     found_cold = Search("oracle-cold-start", [bench.run(cold, found_oracle.best.setting)])
@@ -96,8 +99,10 @@ def run_scenario(scenario: Scenario, smoke: bool, with_mix: bool) -> ScenarioOut
     for run in found_oracle.tried + found_static.tried:  # run before the plan existed
         run.summary["worst_lag_s"] = worst_lag(run.result.timeline, bench.need_per_minute)
 
-    mean_replicas = sum(bench.need_per_minute) / len(bench.need_per_minute)
-    rps_per_replica = len(records) / horizon / mean_replicas
+    # The baselines' grids take their scale from the load-proportional plan: requests per second per
+    # replica it plans.
+    scale_plan = searched.plans[searched.by_utilisation.setting]
+    rps_per_replica = len(records) / horizon / (sum(scale_plan) / len(scale_plan))
     floors = _floors(cap, smoke)
     lean = 0 if smoke else MAX_EXTENSIONS
     factors = _grid([1.0, 0.7, 1.4, 0.5], smoke, scenario)

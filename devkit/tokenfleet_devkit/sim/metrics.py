@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tokenfleet_devkit.sim.fleet import SimResult, TimelinePoint
+from tokenfleet_devkit.sim.request import SimRequest
 
 LAG_SEARCH_S = 900.0  # a step not covered within this long is reported at this value
 
@@ -16,6 +17,17 @@ LAG_SEARCH_S = 900.0  # a step not covered within this long is reported at this 
 class Slo:
     ttft_p95_s: float
     tpot_p95_s: float
+
+
+def is_within(request: SimRequest, slo: Slo) -> bool:
+    """Whether a request finished with its TTFT and TPOT within the targets (what attainment counts)."""
+    return (
+        request.finish_time is not None
+        and request.ttft is not None
+        and request.tpot is not None
+        and request.ttft <= slo.ttft_p95_s
+        and request.tpot <= slo.tpot_p95_s
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -64,11 +76,7 @@ def summarize(
     done = [r for r in requests if r.finish_time is not None]
     ttfts = [r.ttft for r in done if r.ttft is not None]
     tpots = [r.tpot for r in done if r.tpot is not None]
-    within = sum(
-        1
-        for r in done
-        if r.ttft is not None and r.tpot is not None and r.ttft <= slo.ttft_p95_s and r.tpot <= slo.tpot_p95_s
-    )
+    within = sum(1 for r in done if is_within(r, slo))
     hours = replica_hours(result)
     dollars = sum(h * hourly_cost.get(v, 0.0) for v, h in hours.items())
     tokens = sum(r.prompt_tokens + r.output_tokens for r in done)

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tokenfleet_devkit import traces
 from tokenfleet_devkit.sim import baselines, oracle
 from tokenfleet_devkit.sim.adapters import OperatorPolicy, VariantPrice, fleet_spec
 from tokenfleet_devkit.sim.fleet import SimConfig, SimResult, Simulation, VariantSetup
-from tokenfleet_devkit.sim.metrics import Slo, summarize
+from tokenfleet_devkit.sim.metrics import Slo, is_within, summarize
 from tokenfleet_devkit.sim.observation import Autoscaler
 from tokenfleet_devkit.sim.scenarios import to_requests
 from tokenfleet_devkit.sim.worker import EngineConfig
 
 SLO_ATTAINMENT_TARGET = 0.99
+# The oracle's per-minute runs (minute_misses) start this many minutes early, so that a minute's
+# requests share the replicas with the long requests of the minutes before, as in the full run.
+MISS_WARMUP_MINUTES = 2
+# Full runs the oracle may spend repairing its hindsight plan where long requests outlast that warm-up.
+REPAIR_ROUNDS = 6
 
 
 @dataclass
@@ -120,24 +125,120 @@ def search_static(bench: Bench, variant: str, low: int = 1, high: int = 64) -> S
     return found
 
 
-def search_oracle(bench: Bench, variant: str, demand: Sequence[float], cap: int, steps: int) -> Search:
-    """Bisect the utilisation (geometrically, in [0.05, 2]) for the cheapest plan meeting the SLO."""
-    found = Search("oracle")
-    low, high = 0.05, 2.0
+@dataclass
+class OracleSearch:
+    """The oracle's search over both plan families (oracle.py), with each tried setting's plan."""
+
+    search: Search
+    plans: dict[str, list[int]]
+    by_utilisation: Run  # the cheapest utilisation plan meeting the SLO (or the closest)
+
+    @property
+    def best_plan(self) -> list[int]:
+        return self.plans[self.search.best.setting]
+
+
+def minute_misses(bench: Bench, variant: str, cap: int) -> list[list[int]]:
+    """Per minute, its requests left out of the SLO when the trace from `MISS_WARMUP_MINUTES` before it
+    to its end runs on 1, 2, ... fresh replicas, up to the first size that misses none (or `cap`)."""
+    minutes = max(1, math.ceil(bench.horizon_s / 60.0))
+    by_minute: list[list[traces.TraceRecord]] = [[] for _ in range(minutes)]
+    for r in bench.records:
+        by_minute[min(int(r.arrival_s // 60.0), minutes - 1)].append(r)
+    config = replace(bench.config, variants=tuple(v for v in bench.config.variants if v.name == variant))
+    misses = []
+    for m in range(minutes):
+        first = max(0, m - MISS_WARMUP_MINUTES)
+        offset = 60.0 * first
+        records = [
+            replace(r, arrival_s=r.arrival_s - offset) for k in range(first, m + 1) for r in by_minute[k]
+        ]
+        row: list[int] = []
+        while not row or (row[-1] > 0 and len(row) < cap):
+            n = len(row) + 1
+            sim = Simulation(config, baselines.Static(variant, n), to_requests(records), {variant: n})
+            own = [r for r in sim.run(60.0 * (m - first + 1)).requests if r.arrival >= 60.0 * m - offset]
+            row.append(sum(1 for r in own if not is_within(r, bench.slo)))
+        misses.append(row)
+    return misses
+
+
+@dataclass(frozen=True)
+class _Family:
+    """One oracle plan family: its parameter's name and range, and the plan for a value."""
+
+    label: str
+    make: Callable[[float], list[int]]
+    low: float
+    high: float
+    cheaper_up: bool  # whether a higher value plans fewer replicas
+
+
+def _try_plan(
+    bench: Bench, variant: str, setting: str, plan: list[int], found: Search, plans: dict[str, list[int]]
+) -> Run:
+    """Run a plan, or return the earlier run of the same plan (a bisection's plans repeat once the
+    parameter passes every minute's last step)."""
+    same = next((r for r in found.tried if plans.get(r.setting) == plan), None)
+    if same is not None:
+        return same
+    label = f"{setting} (peak {max(plan)})"
+    plans[label] = plan
+    run = bench.run(baselines.Schedule(variant, plan), label, {variant: plan[0]})
+    found.tried.append(run)
+    return run
+
+
+def _bisect(
+    bench: Bench, variant: str, family: _Family, steps: int, found: Search, plans: dict[str, list[int]]
+) -> list[Run]:
+    """Geometric bisection of the family's parameter for its cheapest plan meeting the SLO."""
+    low, high = family.low, family.high
+    runs = []
     for _ in range(steps):
-        u = math.sqrt(low * high)
-        schedule = oracle.plan(demand, u, cap)
-        run = bench.run(
-            baselines.Schedule(variant, schedule),
-            f"utilisation={u:.3g} (peak {max(schedule)})",
-            {variant: schedule[0]},
-        )
-        found.tried.append(run)
-        if run.meets_slo:
-            low = u
+        x = math.sqrt(low * high)
+        run = _try_plan(bench, variant, f"{family.label}={x:.3g}", family.make(x), found, plans)
+        runs.append(run)
+        if run.meets_slo == family.cheaper_up:
+            low = x
         else:
-            high = u
-    return found
+            high = x
+    return runs
+
+
+def _missed_by_minute(run: Run, slo: Slo, minutes: int) -> list[int]:
+    missed = [0] * minutes
+    for r in run.result.requests:
+        if not is_within(r, slo):
+            missed[min(int(r.arrival // 60.0), minutes - 1)] += 1
+    return missed
+
+
+def search_oracle(
+    bench: Bench, variant: str, demand: Sequence[float], misses: Sequence[Sequence[int]], cap: int, steps: int
+) -> OracleSearch:
+    """Both plan families, each bisected geometrically for its cheapest plan meeting the SLO: the
+    utilisation in [0.05, 2] (higher is cheaper) and the cost of a miss in [0.001, 100] replica-minutes
+    (lower is cheaper); when no miss cost meets the SLO, up to `REPAIR_ROUNDS` repairs of the one
+    closest to it."""
+    found = Search("oracle")
+    plans: dict[str, list[int]] = {}
+    by_load = _Family("utilisation", lambda u: oracle.plan(demand, u, cap), 0.05, 2.0, cheaper_up=True)
+    _bisect(bench, variant, by_load, steps, found, plans)
+    by_utilisation = Search("oracle", list(found.tried)).best
+    by_misses = _Family(
+        "miss_cost", lambda c: oracle.plan_by_misses(misses, c, cap), 0.001, 100.0, cheaper_up=False
+    )
+    tried = _bisect(bench, variant, by_misses, steps, found, plans)
+    run = Search("oracle", tried).best
+    start = run.setting.split()[0]
+    allowed = math.floor((1.0 - SLO_ATTAINMENT_TARGET) * len(bench.records))
+    for k in range(1, REPAIR_ROUNDS + 1):
+        if run.meets_slo:
+            break
+        plan = oracle.repair(plans[run.setting], _missed_by_minute(run, bench.slo, len(misses)), allowed, cap)
+        run = _try_plan(bench, variant, f"{start} repaired={k}", plan, found, plans)
+    return OracleSearch(found, plans, by_utilisation)
 
 
 def setting_value(run: Run) -> float:

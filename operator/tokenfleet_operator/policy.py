@@ -241,6 +241,7 @@ def _plan_total(
         skip_up_window=is_burst,
         is_down_window_covered=history[0].time <= now - auto.scale_down.stabilization_seconds,
         down_quantile=NOISE_QUANTILE if bursty is False else 1.0,
+        found=history[0].ready + history[0].starting + history[0].unschedulable,
     )
     detail = rec.detail
     guarded = _pending_guard(target, current_total, latest, auto.burst_factor)

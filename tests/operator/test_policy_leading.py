@@ -119,3 +119,18 @@ def test_a_served_backlog_does_not_hold_the_fleet_on_steady_load_either() -> Non
     assert decision.direction == "down"
     blind = [replace(s, dispatched_per_second=None) for s in history]
     assert decide(SPEC, blind, {"h100": 12}, now=blind[-1].time).direction == "hold"
+
+
+def test_a_fresh_operator_scales_its_own_backlog_scale_up_down_but_never_below_the_fleet_it_found() -> None:
+    # The operator started 2 minutes ago (less than a scale-down window of history) and found 6 replicas;
+    # a backlog in its first minute took the fleet to 12, and is served. It may come down from its own
+    # 12 (not a whole window seen, but those replicas are its own doing), never below the 6 it found.
+    history = _window([6.0] * 24, swings=())
+    for i in range(4, 10):
+        queued = replace(history[i].variants[0], waiting=96.0)
+        history[i] = replace(history[i], variants=(queued,))
+    assert history[-1].time < SPEC.autoscaling.scale_down.stabilization_seconds
+    down = decide(SPEC, history, {"h100": 12}, now=history[-1].time)
+    assert down.direction == "down"
+    found_fleet = decide(SPEC, history, {"h100": 6}, now=history[-1].time)
+    assert found_fleet.total == 6

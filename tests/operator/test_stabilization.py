@@ -69,3 +69,12 @@ def test_noise_quantile_never_scales_down_before_a_full_window() -> None:
         history, 6, now=105, up_window=0, down_window=300, is_down_window_covered=False, down_quantile=0.5
     )
     assert got == 6
+
+
+def test_short_history_holds_the_fleet_the_history_started_with() -> None:
+    history = [R(100, 1), R(105, 1)]
+    # Found 4 at the start, now 6 after its own scale-up: down to 4, not below.
+    got = stabilize(history, 6, now=105, up_window=0, down_window=300, is_down_window_covered=False, found=4)
+    assert got == 4
+    covered = stabilize(history, 6, now=105, up_window=0, down_window=300, found=4)
+    assert covered == 1

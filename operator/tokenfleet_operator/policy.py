@@ -232,6 +232,8 @@ def _plan_total(
         if not s.is_stale and now - window <= s.time <= now
     ]
     is_burst = signals.is_burst(auto, latest)
+    first = history[0]  # the fleet as the operator found it, while the history is short
+    is_window_seen = first.time <= now - auto.scale_down.stabilization_seconds
     target = stabilize(
         timed,
         current_total,
@@ -239,9 +241,8 @@ def _plan_total(
         auto.scale_up.stabilization_seconds,
         auto.scale_down.stabilization_seconds,
         skip_up_window=is_burst,
-        is_down_window_covered=history[0].time <= now - auto.scale_down.stabilization_seconds,
         down_quantile=NOISE_QUANTILE if bursty is False else 1.0,
-        found=history[0].ready + history[0].starting + history[0].unschedulable,
+        unseen_ask=None if is_window_seen else first.ready + first.starting + first.unschedulable,
     )
     detail = rec.detail
     guarded = _pending_guard(target, current_total, latest, auto.burst_factor)

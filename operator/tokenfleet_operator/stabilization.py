@@ -39,26 +39,25 @@ def stabilize(
     down_window: float,
     *,
     skip_up_window: bool = False,
-    is_down_window_covered: bool = True,
     down_quantile: float = 1.0,
-    found: int | None = None,
+    unseen_ask: int | None = None,
 ) -> int:
     """The replica count to move towards; `history` must include the recommendation made at `now`.
 
     When the history does not reach back a whole scale-down window (the operator just started), the
-    unseen part of the window counts as having recommended `found`, the count the history started
-    with (by default `current`), as HPA seeds its window with the replicas it first sees: a restart
-    never scales below the fleet it found before a whole window has been seen, while its own scale-ups
-    since follow the window as usual (holding them all until then kept a start-up backlog's fleet of
-    9 for five minutes where 5 served the load).
+    caller passes `unseen_ask`: what the unseen part of the window counts as asking for. HPA seeds its
+    window with the replicas it first sees, and so does the policy: a restart never scales below the
+    fleet it found before a whole window has been seen, while its own scale-ups since follow the window
+    as usual (seeding with the current count held them all: a start-up backlog's fleet of 9 for five
+    minutes where 5 served the load).
     """
     latest = max(history, key=lambda r: r.time).replicas
     ups = [latest] if skip_up_window else _in_window(history, now, up_window) or [latest]
     downs = _in_window(history, now, down_window) or [latest]
     # The latest ask always counts in full: the quantile trims old swings, never a scale-up.
     down_limit = max(_quantile(downs, down_quantile), latest)
-    if not is_down_window_covered:
-        down_limit = max(down_limit, current if found is None else found)
+    if unseen_ask is not None:
+        down_limit = max(down_limit, unseen_ask)
     desired = current
     desired = max(desired, min(ups))
     desired = min(desired, down_limit)

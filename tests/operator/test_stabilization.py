@@ -50,9 +50,11 @@ def test_flap_detector_sees_reversals_inside_the_window_only() -> None:
 
 def test_short_history_never_scales_down_early() -> None:
     history = [R(100, 1), R(105, 1)]
-    assert stabilize(history, 6, now=105, up_window=0, down_window=300, is_down_window_covered=False) == 6
+    assert stabilize(history, 6, now=105, up_window=0, down_window=300, unseen_ask=6) == 6
+    # Found 4 at the start, now 6 after its own scale-up: down to 4, not below.
+    assert stabilize(history, 6, now=105, up_window=0, down_window=300, unseen_ask=4) == 4
     assert stabilize(history, 6, now=105, up_window=0, down_window=300) == 1
-    assert stabilize([R(105, 9)], 6, now=105, up_window=0, down_window=300, is_down_window_covered=False) == 9
+    assert stabilize([R(105, 9)], 6, now=105, up_window=0, down_window=300, unseen_ask=6) == 9
 
 
 def test_noise_quantile_drops_the_windows_rare_largest_asks() -> None:
@@ -65,16 +67,5 @@ def test_noise_quantile_drops_the_windows_rare_largest_asks() -> None:
 
 def test_noise_quantile_never_scales_down_before_a_full_window() -> None:
     history = [R(100, 1), R(105, 1)]
-    got = stabilize(
-        history, 6, now=105, up_window=0, down_window=300, is_down_window_covered=False, down_quantile=0.5
-    )
+    got = stabilize(history, 6, now=105, up_window=0, down_window=300, unseen_ask=6, down_quantile=0.5)
     assert got == 6
-
-
-def test_short_history_holds_the_fleet_the_history_started_with() -> None:
-    history = [R(100, 1), R(105, 1)]
-    # Found 4 at the start, now 6 after its own scale-up: down to 4, not below.
-    got = stabilize(history, 6, now=105, up_window=0, down_window=300, is_down_window_covered=False, found=4)
-    assert got == 4
-    covered = stabilize(history, 6, now=105, up_window=0, down_window=300, found=4)
-    assert covered == 1

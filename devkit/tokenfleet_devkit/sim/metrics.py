@@ -76,7 +76,7 @@ def summarize(
     done = [r for r in requests if r.finish_time is not None]
     ttfts = [r.ttft for r in done if r.ttft is not None]
     tpots = [r.tpot for r in done if r.tpot is not None]
-    within = sum(1 for r in done if is_within(r, slo))
+    within = sum(1 for r in requests if is_within(r, slo))
     hours = replica_hours(result)
     dollars = sum(h * hourly_cost.get(v, 0.0) for v, h in hours.items())
     tokens = sum(r.prompt_tokens + r.output_tokens for r in done)
